@@ -39,7 +39,6 @@ class DataConfig:
     pair_time_flip: bool = True          # stage-1 pairs: time flip p=.5, else horizontal flip p=.5
     pair_horizontal_flip: bool = True
     pair_jitter: float = 0.1             # stage-1 ColorJitter(0.1, 0.1, 0.1, 0.1)
-    num_repeats: int = 100               # stage-1 epoch = num_repeats passes over the videos
 
 
 # ----------------------------------------------------------------------------- stage 1

@@ -77,7 +77,7 @@ def demo64() -> LFDMConfig:
     return LFDMConfig(
         name="demo64",
         data=DataConfig(image_size=64, num_frames=16, clip_sampling="random", clip_color_jitter=False,
-                        pair_time_flip=True, pair_horizontal_flip=False, pair_jitter=0.0, num_repeats=1),
+                        pair_time_flip=True, pair_horizontal_flip=False, pair_jitter=0.0),
         autoencoder=AutoencoderConfig(
             num_regions=4, block_expansion=16, max_features=64, num_down_blocks=2,
             num_bottleneck_blocks=2,
@@ -105,7 +105,7 @@ def tiny() -> LFDMConfig:
     return LFDMConfig(
         name="tiny",
         data=DataConfig(image_size=32, num_frames=10, clip_sampling="random", clip_color_jitter=False,
-                        pair_jitter=0.0, num_repeats=1),
+                        pair_jitter=0.0),
         autoencoder=AutoencoderConfig(
             num_regions=2, block_expansion=8, max_features=32, num_down_blocks=2,
             num_bottleneck_blocks=1,

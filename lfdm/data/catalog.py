@@ -41,3 +41,14 @@ def split_of(subject: str, train: tuple, test: tuple) -> str | None:
     if subject in test:
         return "test"
     return None
+
+
+CLASSES_BY_DATASET = {"mug": MUG_CLASSES, "mhad": MHAD_CLASSES, "natops": NATOPS_CLASSES}
+
+
+def classes_for_preset(preset: str) -> tuple:
+    """Label strings of the dataset a paper preset (mug128, natops64, ...) was trained on."""
+    for name, classes in CLASSES_BY_DATASET.items():
+        if preset.startswith(name):
+            return classes
+    raise ValueError(f"preset {preset!r} is not one of the paper datasets' presets (mug*, mhad*, natops*)")

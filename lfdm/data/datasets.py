@@ -1,11 +1,12 @@
 """torch Datasets over a manifest: frame pairs for stage 1, K-frame clips for stage 2.
 
-Each item draws its randomness from a generator seeded by (seed, epoch, index), so an item is the
-same whatever DataLoader worker or Ray worker produces it.
+Indices are virtual: item v reads video v mod N and draws its randomness from a generator seeded by
+(seed, v), so an item is the same whatever DataLoader or Ray worker produces it, and a sampler can
+visit a video many times with fresh augmentations (lfdm.training.batching).
 """
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence
+from typing import Dict, Sequence
 
 import numpy as np
 import torch
@@ -26,37 +27,30 @@ def load_frames(record: VideoRecord, indices: Sequence[int], image_size: int) ->
     return to_tensor(letterbox(frames, image_size))
 
 
-class _EpochSeeded(Dataset):
-    def __init__(self, seed: int):
-        self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def _rng(self, index: int) -> np.random.Generator:
-        return numpy_rng(self.seed, self.epoch, index)
-
-
-class FramePairDataset(_EpochSeeded):
-    """Stage-1 items: {"source", "driving"} (3, S, S) from one video, augmented as the official loader."""
-
-    def __init__(self, records: Sequence[VideoRecord], data: DataConfig, *, augment: bool = True,
-                 seed: int = 0, repeats: Optional[int] = None):
-        super().__init__(seed)
+class _Seeded(Dataset):
+    def __init__(self, records: Sequence[VideoRecord], seed: int):
         if not records:
-            raise ValueError("FramePairDataset needs at least one video")
+            raise ValueError(f"{type(self).__name__} needs at least one video")
         self.records = list(records)
-        self.data = data
-        self.augment = augment
-        self.repeats = data.num_repeats if repeats is None else repeats
+        self.seed = seed
 
     def __len__(self) -> int:
-        return len(self.records) * self.repeats
+        return len(self.records)
+
+    def _item(self, index: int):
+        return self.records[index % len(self.records)], numpy_rng(self.seed, index)
+
+
+class FramePairDataset(_Seeded):
+    """Stage-1 items: {"source", "driving"} (3, S, S) from one video, augmented as the official loader."""
+
+    def __init__(self, records: Sequence[VideoRecord], data: DataConfig, *, augment: bool = True, seed: int = 0):
+        super().__init__(records, seed)
+        self.data = data
+        self.augment = augment
 
     def __getitem__(self, index: int) -> Dict[str, object]:
-        record = self.records[index % len(self.records)]
-        rng = self._rng(index)
+        record, rng = self._item(index)
         pair = pair_indices(record.num_frames, rng)
         frames = load_frames(record, pair, self.data.image_size)       # (2, 3, S, S)
         if self.augment:
@@ -71,25 +65,18 @@ class FramePairDataset(_EpochSeeded):
                 "video_id": record.video_id}
 
 
-class ClipDataset(_EpochSeeded):
+class ClipDataset(_Seeded):
     """Stage-2 items: {"video": (3, K, S, S), "label", "label_text", "video_id", "subject", "frame_indices"}."""
 
     def __init__(self, records: Sequence[VideoRecord], data: DataConfig, *, sampling: str,
                  color_jitter: bool = False, seed: int = 0):
-        super().__init__(seed)
-        if not records:
-            raise ValueError("ClipDataset needs at least one video")
-        self.records = list(records)
+        super().__init__(records, seed)
         self.data = data
         self.sampling = sampling
         self.color_jitter = color_jitter
 
-    def __len__(self) -> int:
-        return len(self.records)
-
     def __getitem__(self, index: int) -> Dict[str, object]:
-        record = self.records[index]
-        rng = self._rng(index)
+        record, rng = self._item(index)
         idx = clip_indices(record.num_frames, self.data.num_frames, self.sampling, rng)
         frames = load_frames(record, idx, self.data.image_size)        # (K, 3, S, S)
         if self.color_jitter:

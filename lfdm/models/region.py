@@ -1,0 +1,47 @@
+"""MRAA region predictor: K soft region heatmaps and, per region, a shift and a PCA affine.
+
+heatmap H_k = softmax over space of conv(hourglass(x 1/4)) / temperature
+shift  mu_k = sum_p H_k(p) p;   covariance Sigma_k = sum_p H_k(p) (p - mu_k)(p - mu_k)^T
+affine A_k  = U_k diag(sqrt(S_k)) with Sigma_k = U_k S_k U_k^T  (MRAA, Siarohin et al. 2021, Sec. 3.2)
+"""
+from __future__ import annotations
+
+from typing import Dict
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lfdm.config import AutoencoderConfig
+from lfdm.models.blocks import Hourglass, downsample
+from lfdm.models.linalg2x2 import symmetric_eig2x2
+from lfdm.models.warp import coordinate_grid
+
+
+def region_params(heatmap: torch.Tensor) -> Dict[str, torch.Tensor]:
+    """heatmap (B, K, h, w), summing to 1 over space -> shift (B, K, 2), covar (B, K, 2, 2), affine."""
+    _, _, h, w = heatmap.shape
+    grid = coordinate_grid(h, w, heatmap.device, heatmap.dtype)             # (h, w, 2)
+    weights = heatmap.unsqueeze(-1)                                          # (B, K, h, w, 1)
+    shift = (weights * grid).sum(dim=(2, 3))                                 # (B, K, 2)
+    centred = grid - shift[:, :, None, None, :]                              # (B, K, h, w, 2)
+    covar = torch.einsum("bkhwi,bkhwj->bkij", centred * weights, centred)    # (B, K, 2, 2)
+    u, s = symmetric_eig2x2(covar)
+    affine = u * s.sqrt().unsqueeze(-2)                                      # U diag(sqrt S)
+    return {"shift": shift, "covar": covar, "affine": affine, "heatmap": heatmap}
+
+
+class RegionPredictor(nn.Module):
+    def __init__(self, cfg: AutoencoderConfig):
+        super().__init__()
+        r = cfg.region
+        self.predictor = Hourglass(r.block_expansion, cfg.num_channels, r.num_blocks, r.max_features)
+        self.regions = nn.Conv2d(self.predictor.out_filters, cfg.num_regions, kernel_size=7, padding=r.pad)
+        self.down = downsample(cfg.num_channels, r.scale_factor)
+        self.temperature = r.temperature
+
+    def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+        logits = self.regions(self.predictor(self.down(x)))                  # (B, K, h, w)
+        b, k, h, w = logits.shape
+        heatmap = F.softmax(logits.float().view(b, k, -1) / self.temperature, dim=2).view(b, k, h, w)
+        return region_params(heatmap)

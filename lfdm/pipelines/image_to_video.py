@@ -1,0 +1,125 @@
+"""Image(s) + class label(s) -> videos, latent flows and occlusion maps (paper Sec. 3.3, Fig. 2)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional, Sequence
+
+import torch
+
+from lfdm.config import LFDMConfig
+from lfdm.diffusion.guidance import guided
+from lfdm.diffusion.samplers import PerVideoNoise, sample
+from lfdm.diffusion.schedule import cosine_schedule
+from lfdm.io.seeding import torch_generator
+from lfdm.models.autoencoder import LatentFlowAutoencoder
+from lfdm.models.text import label_index
+from lfdm.models.unet3d import UNet3D
+
+
+@dataclass
+class GeneratedVideos:
+    frames: torch.Tensor       # (B, 3, K, H, W) in [0, 1]
+    flows: torch.Tensor        # (B, K, h, w, 2) backward sampling grids
+    occlusions: torch.Tensor   # (B, 1, K, h, w) in [0, 1], 1 = visible
+
+
+class ImageToVideoPipeline:
+    def __init__(self, config: LFDMConfig, lfae: LatentFlowAutoencoder, unet: UNet3D, labels: Sequence[str],
+                 text_embeddings: torch.Tensor):
+        if text_embeddings.shape != (len(labels), config.unet.text_dim):
+            raise ValueError(f"text embeddings {tuple(text_embeddings.shape)} do not fit {len(labels)} labels "
+                             f"x unet.text_dim={config.unet.text_dim}")
+        self.config = config
+        self.lfae = lfae.eval()
+        self.unet = unet.eval()
+        self.labels = list(labels)
+        self.text_embeddings = text_embeddings
+        self.schedule = cosine_schedule(config.diffusion)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.unet.parameters()).device
+
+    def to(self, device) -> "ImageToVideoPipeline":
+        self.lfae.to(device)
+        self.unet.to(device)
+        self.text_embeddings = self.text_embeddings.to(device)
+        return self
+
+    @torch.no_grad()
+    def __call__(self, images: torch.Tensor, labels: Sequence[Optional[str]], *, video_ids: Sequence[str],
+                 seed: int = 0, sampler: Optional[str] = None, steps: Optional[int] = None,
+                 guidance: Optional[float] = None, eta: Optional[float] = None,
+                 num_frames: Optional[int] = None) -> GeneratedVideos:
+        """images (B, 3, S, S) in [0, 1]; a label of None generates from the null condition (stochastic I2V)."""
+        cfg = self.config.sample
+        sampler, steps = sampler or cfg.sampler, steps or cfg.steps
+        guidance = cfg.guidance if guidance is None else guidance
+        k = num_frames or self.config.data.num_frames
+        device, b = self.device, images.shape[0]
+        if len(labels) != b or len(video_ids) != b:
+            raise ValueError("need one label and one video id per image")
+        images = images.to(device)
+
+        # 1. class conditions: stored text embeddings, or the null embedding for label None
+        use_null = torch.tensor([lab is None for lab in labels], device=device)
+        index = torch.tensor([0 if lab is None else label_index(self.labels, lab) for lab in labels], device=device)
+        text = self.text_embeddings[index]
+
+        # 2. the source encoding, once per video: decoder skips, z0 and z0's share of the first conv
+        skips = self.lfae.encode(images)
+        z0_features = self.unet.encode_condition(skips[-1])
+        h, w = skips[-1].shape[-2:]
+
+        # 3. per-video noise: generator seeded by (run seed, video id), independent of the batch
+        generators = [torch_generator(seed, vid, device=device) for vid in video_ids]
+        noise = PerVideoNoise(generators, (self.unet.channels, k, h, w), device)
+
+        # 4. sample the flow/occlusion volume x0 (B, 3, K, h, w)
+        def model(x, t, null):
+            n = x.shape[0] // b
+            return self.unet(x, t, text=text.repeat(n, 1), z0_features=z0_features.repeat(n, 1, 1, 1, 1),
+                             use_null=null)
+        denoiser = guided(model, guidance, use_null)
+        x0 = sample(sampler, denoiser, self.schedule, noise(), noise, steps=steps,
+                    eta=cfg.eta if eta is None else eta, threshold=self.config.diffusion.dynamic_threshold_quantile)
+
+        # 5. split into flows and occlusion maps
+        flows = x0[:, :2].permute(0, 2, 3, 4, 1).contiguous()              # (B, K, h, w, 2)
+        occlusions = ((x0[:, 2:3] + 1) / 2).clamp(0, 1)                     # (B, 1, K, h, w)
+
+        # 6. warp and decode every frame, in batches, from the once-encoded source
+        frames = decode_frames(self.lfae, skips, images, flows, occlusions, self.config.sample.decode_batch)
+        return GeneratedVideos(frames, flows, occlusions)
+
+
+def decode_frames(lfae: LatentFlowAutoencoder, skips: List[torch.Tensor], images: torch.Tensor,
+                  flows: torch.Tensor, occlusions: torch.Tensor, batch: int) -> torch.Tensor:
+    """flows (B, K, h, w, 2), occlusions (B, 1, K, h, w) -> frames (B, 3, K, H, W)."""
+    b, k = flows.shape[:2]
+    flat_flow = flows.reshape(b * k, *flows.shape[2:])
+    flat_occ = occlusions.permute(0, 2, 1, 3, 4).reshape(b * k, 1, *occlusions.shape[3:])
+    owner = torch.arange(b * k, device=flows.device) // k
+    out = []
+    for start in range(0, b * k, batch):
+        sel = slice(start, min(start + batch, b * k))
+        idx = owner[sel]                                                  # which source each frame warps
+        out.append(lfae.decoder([s[idx] for s in skips], images[idx], flat_flow[sel], flat_occ[sel]))
+    frames = torch.cat(out)                                               # (B*K, 3, H, W)
+    return frames.view(b, k, *frames.shape[1:]).permute(0, 2, 1, 3, 4)
+
+
+def load_pipeline(uri: str, device: str | torch.device = "cpu") -> ImageToVideoPipeline:
+    """A full generation checkpoint (kind "lfdm") as a pipeline on ``device``."""
+    from lfdm.training.checkpoint import CheckpointError, load_state_strict, read_checkpoint
+    ckpt = read_checkpoint(uri)
+    if ckpt.kind != "lfdm":
+        raise CheckpointError(f"{uri} is a {ckpt.kind!r} checkpoint; generation needs a full model "
+                              f"(train stage 2 with `lfdm train dm`, or import with `lfdm convert official --dm`)")
+    lfae = LatentFlowAutoencoder(ckpt.config.autoencoder)
+    load_state_strict(lfae, ckpt.subset("lfae."), "auto-encoder", uri)
+    unet = UNet3D(ckpt.config.unet)
+    load_state_strict(unet, ckpt.subset("unet."), "U-Net", uri)
+    pipe = ImageToVideoPipeline(ckpt.config, lfae, unet, ckpt.labels, ckpt.tensors["text.embeddings"])
+    pipe.checkpoint = ckpt
+    return pipe.to(device)

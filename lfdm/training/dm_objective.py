@@ -1,0 +1,67 @@
+"""Stage-2 objective as one module (for DDP): eps-MSE of the conditional 3D U-Net (paper Eq. 7).
+
+The class condition is the label's stored text embedding, replaced by the null embedding with
+probability ``cond_drop_prob`` (classifier-free guidance training). With colour jitter on, z0 is
+re-encoded from a jittered frame 0 by the frozen encoder; the flow targets come from the cache.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from lfdm.config import ClipJitterConfig
+from lfdm.data.transforms import JitterFactors, color_jitter
+from lfdm.diffusion.losses import eps_mse_loss
+from lfdm.diffusion.schedule import Schedule
+from lfdm.models.autoencoder import ImageEncoder
+from lfdm.models.unet3d import UNet3D
+
+
+class DmObjective(nn.Module):
+    def __init__(self, unet: UNet3D, schedule: Schedule, text_embeddings: torch.Tensor, cond_drop_prob: float,
+                 encoder: Optional[ImageEncoder] = None, jitter: Optional[ClipJitterConfig] = None):
+        super().__init__()
+        self.unet = unet
+        self.schedule = schedule
+        self.register_buffer("text_embeddings", text_embeddings.float())
+        self.cond_drop_prob = cond_drop_prob
+        self.encoder = encoder.eval().requires_grad_(False) if encoder is not None else None
+        self.jitter = jitter
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.encoder is not None:
+            self.encoder.eval()
+        return self
+
+    @torch.no_grad()
+    def _jittered_z0(self, frame0: torch.Tensor, seeds) -> torch.Tensor:
+        images = frame0.float() / 255
+        out = []
+        for image, seed in zip(images, seeds):
+            j = self.jitter
+            f = JitterFactors.draw(np.random.default_rng(int(seed)), j.brightness, j.contrast, j.saturation, j.hue)
+            out.append(color_jitter(image, f))
+        return self.encoder(torch.stack(out))[-1]
+
+    def forward(self, x0: torch.Tensor, z0: torch.Tensor, label: torch.Tensor, generator: torch.Generator,
+                frame0: Optional[torch.Tensor] = None, jitter_seed=None) -> torch.Tensor:
+        if self.jitter is not None and self.encoder is not None and frame0 is not None:
+            z0 = self._jittered_z0(frame0, jitter_seed.tolist())
+        text = self.text_embeddings[label]
+        use_null = torch.rand(x0.shape[0], device=x0.device, generator=generator) < self.cond_drop_prob
+        z0_features = self.unet.encode_condition(z0.to(x0.dtype))
+
+        def denoiser(x_t, t):
+            return self.unet(x_t, t, text=text, z0_features=z0_features, use_null=use_null)
+        return eps_mse_loss(denoiser, x0, self.schedule, generator=generator)
+
+
+def dm_loss(objective: nn.Module, batch: dict, generator: torch.Generator):
+    """Stage-2 loss for ``train_step``."""
+    loss = objective(batch["x0"], batch["z0"], batch["label"], generator,
+                     frame0=batch.get("frame0"), jitter_seed=batch.get("jitter_seed"))
+    return loss, {"loss": loss}

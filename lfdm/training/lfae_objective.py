@@ -1,0 +1,61 @@
+"""Stage-1 objective as one module, so a DDP wrapper sees every parameter in a single forward.
+
+loss = reconstruction(prediction, driving) + 10 * equivariance_shift + 10 * equivariance_affine
+(paper Eq. 6 with MRAA's equivariance terms). In decoder-only mode (new-domain adaptation, paper
+Sec. 4.3 / Table 5) the encoder and the flow, region and background predictors are frozen and
+only the reconstruction loss trains the decoder.
+"""
+from __future__ import annotations
+
+from typing import Dict
+
+import torch
+from torch import nn
+
+from lfdm.config import LfaeLossConfig
+from lfdm.models.autoencoder import LatentFlowAutoencoder
+from lfdm.training.equivariance import RandomTPS, equivariance_losses
+from lfdm.training.perceptual import ReconstructionLoss
+
+FROZEN_IN_DECODER_ONLY = ("encoder", "region_predictor", "bg_predictor", "flow_predictor")
+
+
+class LfaeObjective(nn.Module):
+    def __init__(self, model: LatentFlowAutoencoder, loss: LfaeLossConfig, decoder_only: bool = False):
+        super().__init__()
+        self.model = model
+        self.loss_cfg = loss
+        self.reconstruction = ReconstructionLoss(loss.scales, loss.perceptual_weights, loss.vgg_weights)
+        self.decoder_only = decoder_only
+        if decoder_only:
+            for name in FROZEN_IN_DECODER_ONLY:
+                getattr(model, name).requires_grad_(False)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.decoder_only:   # frozen modules keep their BatchNorm statistics
+            for name in FROZEN_IN_DECODER_ONLY:
+                getattr(self.model, name).eval()
+        return self
+
+    def forward(self, source: torch.Tensor, driving: torch.Tensor,
+                generator: torch.Generator | None = None) -> Dict[str, torch.Tensor]:
+        model, cfg = self.model, self.loss_cfg
+        if self.decoder_only:
+            with torch.no_grad():
+                skips = model.encode(source)
+                flow, occlusion, _, _ = model.estimate_flow(source, driving)
+            prediction = model.decode(skips, source, flow, occlusion)
+            out = {"prediction": prediction, "flow": flow, "occlusion": occlusion}
+        else:
+            out = model(source, driving)
+        losses = {"reconstruction": self.reconstruction(out["prediction"], driving)}
+        if not self.decoder_only and (cfg.equivariance_shift or cfg.equivariance_affine):
+            transform = RandomTPS(driving.shape[0], cfg.sigma_affine, cfg.sigma_tps, cfg.points_tps,
+                                  generator=generator, device=driving.device)
+            transformed = model.region_predictor(transform.transform_frame(driving, model.cfg.align_corners))
+            eq = equivariance_losses(out["driving_regions"], transformed, transform, model.cfg.revert_axis_swap)
+            losses["equivariance_shift"] = cfg.equivariance_shift * eq["equivariance_shift"]
+            losses["equivariance_affine"] = cfg.equivariance_affine * eq["equivariance_affine"]
+        losses["loss"] = sum(losses.values())
+        return {**losses, "prediction": out["prediction"], "occlusion": out["occlusion"], "flow": out["flow"]}

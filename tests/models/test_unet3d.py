@@ -1,0 +1,107 @@
+import json
+import os
+
+import pytest
+import torch
+
+from lfdm.config import DiffusionConfig
+from lfdm.convert_dm import map_official_dm, rename
+from lfdm.diffusion.schedule import cosine_schedule
+from lfdm.models.attention import RotaryEmbedding
+from lfdm.models.unet3d import UNet3D
+from lfdm.presets import get_preset
+from lfdm.training.checkpoint import CheckpointError, load_state_strict
+
+SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "reference", "official_keys")
+
+
+def tiny_inputs(cfg, b=2, k=10, size=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(b, 3, k, size, size, generator=g), torch.randint(0, 1000, (b,), generator=g),
+            torch.randn(b, cfg.text_dim, generator=g), torch.randn(b, cfg.latent_channels, size, size, generator=g))
+
+
+def test_parameter_counts_match_official():
+    assert sum(p.numel() for p in UNet3D(get_preset("mug128").unet).parameters()) == 42_731_203
+    assert sum(p.numel() for p in UNet3D(get_preset("natops128").unet).parameters()) == 42_129_859
+
+
+def test_shapes_gradients_and_once_per_video_z0_equals_plain_form():
+    cfg = get_preset("tiny").unet
+    torch.manual_seed(0)
+    unet = UNet3D(cfg)
+    x, t, text, z0 = tiny_inputs(cfg)
+    fast = unet(x, t, text=text, z0_features=unet.encode_condition(z0), use_null=torch.tensor([False, True]))
+    plain = unet.forward_concat(x, t, text=text, z0=z0, use_null=torch.tensor([False, True]))
+    assert fast.shape == x.shape
+    torch.testing.assert_close(fast, plain, atol=1e-5, rtol=1e-4)
+    fast.square().mean().backward()
+    dead = [n for n, p in unet.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
+    assert not dead
+
+
+def test_learned_null_condition_is_a_parameter_and_used():
+    cfg = get_preset("tiny", {"unet.learn_null_cond": True}).unet
+    unet = UNet3D(cfg)
+    x, t, text, z0 = tiny_inputs(cfg)
+    out = unet(x, t, text=text, z0_features=unet.encode_condition(z0), use_null=torch.tensor([True, True]))
+    out.sum().backward()
+    assert unet.null_cond.grad is not None and unet.null_cond.grad.abs().sum() > 0
+    same = unet(x, t, text=torch.randn_like(text), z0_features=unet.encode_condition(z0),
+                use_null=torch.tensor([True, True]))
+    torch.testing.assert_close(out, same)                       # the text is ignored under the null condition
+
+
+def test_rotary_frequencies_equal_official_buffer():
+    with open(os.path.join(SHARED, "deterministic_buffers.json")) as f:
+        ref = json.load(f)["rotary_emb.freqs"]
+    torch.testing.assert_close(RotaryEmbedding(32).freqs, torch.tensor(ref), atol=0, rtol=0)
+
+
+def test_rotary_is_a_rotation_of_interleaved_pairs():
+    rot = RotaryEmbedding(4)
+    x = torch.tensor([[[1.0, 0.0, 1.0, 0.0]] * 3])               # (1, n=3, d=4)
+    out = rot(x)
+    angle = torch.arange(3.0)
+    torch.testing.assert_close(out[0, :, 0], torch.cos(angle))
+    torch.testing.assert_close(out[0, :, 1], torch.sin(angle))
+    torch.testing.assert_close(out.norm(dim=-1), x.norm(dim=-1))
+
+
+@pytest.mark.parametrize("preset,file", [("mug128", "dm_mug128.json"), ("natops128", "dm_natops128.json")])
+def test_strict_official_dm_import_places_every_tensor(preset, file):
+    with open(os.path.join(SHARED, file)) as f:
+        spec = json.load(f)["diffusion"]
+    cfg = get_preset(preset)
+    g = torch.Generator().manual_seed(0)
+    deterministic = cosine_schedule(DiffusionConfig()).official_buffers()
+    with open(os.path.join(SHARED, "deterministic_buffers.json")) as f:
+        freqs = torch.tensor(json.load(f)["rotary_emb.freqs"])
+    raw = {k: deterministic[k] if k in deterministic else freqs if k.endswith("rotary_emb.freqs")
+           else torch.randn(v["shape"], generator=g) for k, v in spec.items()}
+    state = map_official_dm({"diffusion": raw}, cfg, file)
+    unet = UNet3D(cfg.unet)
+    load_state_strict(unet, state, "U-Net", file)
+    ours = unet.state_dict()
+    for key, value in raw.items():
+        if key.startswith("denoise_fn.") and not key.endswith("rotary_emb.freqs"):   # verified, not stored
+            assert torch.equal(ours[rename(key[len("denoise_fn."):])], value), key
+    assert torch.equal(ours["null_cond"], raw["denoise_fn.null_cond_emb"] if preset == "natops128"
+                       else torch.zeros(1, 768))
+    raw["betas"] = raw["betas"] * 2
+    with pytest.raises(CheckpointError, match="betas"):
+        map_official_dm({"diffusion": raw}, cfg, file)
+    raw["betas"] = deterministic["betas"]
+    raw["denoise_fn.mid_temporal_attn.fn.fn.fn.rotary_emb.freqs"] = freqs * 2
+    with pytest.raises(CheckpointError, match="rotary"):
+        map_official_dm({"diffusion": raw}, cfg, file)
+
+
+def test_official_mug_weights_do_not_fit_the_natops_variant():
+    with open(os.path.join(SHARED, "dm_mug128.json")) as f:
+        spec = json.load(f)["diffusion"]
+    raw = {k: torch.zeros(v["shape"]) for k, v in spec.items()
+           if k.startswith("denoise_fn.") and not k.endswith("rotary_emb.freqs")}
+    cfg = get_preset("natops128")
+    with pytest.raises(CheckpointError, match="do not fit"):
+        load_state_strict(UNet3D(cfg.unet), map_official_dm({"diffusion": raw}, cfg), "U-Net", "mug.pth")

@@ -1,0 +1,98 @@
+import io
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from lfdm.cli import main as cli
+from lfdm.models.autoencoder import LatentFlowAutoencoder
+from lfdm.models.text import embed_labels
+from lfdm.models.unet3d import UNet3D
+from lfdm.pipelines.image_to_video import ImageToVideoPipeline, load_pipeline
+from lfdm.presets import get_preset
+from lfdm.training import checkpoint as ckpt
+from lfdm.training.dm_local import export_tensors
+
+LABELS = ["move left", "zoom in", "stay still"]
+
+
+@pytest.fixture(scope="module")
+def tiny_pipeline():
+    torch.manual_seed(0)
+    cfg = get_preset("tiny")
+    return ImageToVideoPipeline(cfg, LatentFlowAutoencoder(cfg.autoencoder), UNet3D(cfg.unet), LABELS,
+                                torch.randn(len(LABELS), cfg.unet.text_dim))
+
+
+def test_video_alone_or_in_a_batch_gets_identical_noise_and_result(tiny_pipeline):
+    images = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    batch = tiny_pipeline(images, ["move left", "zoom in", None], video_ids=["a", "b", "c"], seed=5,
+                          sampler="ddim", steps=3, eta=1.0)
+    alone = tiny_pipeline(images[1:2], ["zoom in"], video_ids=["b"], seed=5, sampler="ddim", steps=3, eta=1.0)
+    assert batch.frames.shape == (3, 3, 10, 32, 32) and batch.flows.shape == (3, 10, 8, 8, 2)
+    assert batch.occlusions.shape == (3, 1, 10, 8, 8)
+    torch.testing.assert_close(alone.frames[0], batch.frames[1], atol=1e-4, rtol=0)
+    torch.testing.assert_close(alone.flows[0], batch.flows[1], atol=1e-4, rtol=0)
+    other = tiny_pipeline(images[1:2], ["zoom in"], video_ids=["b"], seed=6, sampler="ddim", steps=3)
+    assert not torch.allclose(other.flows, alone.flows)
+
+
+def test_batched_decoding_equals_per_frame_decoding(tiny_pipeline):
+    images = torch.rand(2, 3, 32, 32)
+    out = tiny_pipeline(images, ["move left", "stay still"], video_ids=["x", "y"], sampler="dpmpp", steps=2)
+    lfae = tiny_pipeline.lfae
+    for b in range(2):
+        for k in (0, 7):
+            with torch.no_grad():
+                frame = lfae.decode(lfae.encode(images[b:b + 1]), images[b:b + 1], out.flows[b, k:k + 1],
+                                    out.occlusions[b:b + 1, :, k])
+            torch.testing.assert_close(frame[0], out.frames[b, :, k], atol=1e-5, rtol=0)
+
+
+def test_unknown_label_lists_accepted(tiny_pipeline):
+    with pytest.raises(KeyError, match="accepts: 'move left', 'zoom in', 'stay still'"):
+        tiny_pipeline(torch.rand(1, 3, 32, 32), ["fly away"], video_ids=["0"], sampler="ddim", steps=1)
+
+
+def test_text_embedding_is_masked_mean_without_cls():
+    emb = embed_labels(["zoom in", "rotate counterclockwise"], "minilm")
+    assert emb.shape == (2, 384)
+    from transformers import AutoModel, AutoTokenizer
+    from lfdm.models.text import resolve_encoder
+    path = resolve_encoder("minilm")
+    tok, model = AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
+    ids = tok("zoom in", return_tensors="pt")
+    with torch.no_grad():
+        hidden = model(**ids).last_hidden_state[0]
+    torch.testing.assert_close(emb[0], hidden[1:].mean(0), atol=1e-5, rtol=1e-5)
+
+
+def test_generate_cli_formats_and_errors(tmp_path, tiny_pipeline, capsys):
+    cfg = tiny_pipeline.config
+    uri = str(tmp_path / "model")
+    ckpt.save_checkpoint(uri, cfg, export_tensors(tiny_pipeline.lfae, tiny_pipeline.unet,
+                                                  tiny_pipeline.text_embeddings), kind="lfdm", labels=LABELS)
+    image = tmp_path / "in.png"
+    Image.fromarray((np.random.default_rng(0).random((40, 30, 3)) * 255).astype(np.uint8)).save(image)
+    base = ["generate", "--checkpoint", uri, "--image", str(image), "--sampler", "ddim", "--steps", "2"]
+    for name in ("v.mp4", "v.gif", "v.npz"):
+        assert cli(base + ["--label", "zoom in", "--out", str(tmp_path / name)]) == 0
+    assert cli(base + ["--label", "zoom in", "--strip", "--out", str(tmp_path / "strip.gif")]) == 0
+    assert cli(base + ["--out", str(tmp_path / "stochastic.mp4")]) == 0            # no label: null condition
+    arrays = np.load(tmp_path / "v.npz")
+    assert arrays["frames"].shape == (10, 32, 32, 3) and arrays["flows"].shape == (10, 8, 8, 2)
+    with Image.open(tmp_path / "strip.gif") as gif:
+        assert gif.size == (4 * 32, 32) and gif.n_frames == 10
+    assert cli(base + ["--label", "fly", "--out", str(tmp_path / "x.mp4")]) == 2
+    assert "accepts: 'move left'" in capsys.readouterr().err
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    assert cli(base[:4] + [str(tmp_path / "bad.png")] + base[5:] + ["--label", "zoom in", "--out",
+                                                                    str(tmp_path / "y.mp4")]) == 2
+    assert "not a readable image" in capsys.readouterr().err
+    lfae_only = str(tmp_path / "lfae_only")
+    ckpt.save_checkpoint(lfae_only, cfg, ckpt.with_prefix("lfae.", tiny_pipeline.lfae.state_dict()), kind="lfae")
+    with pytest.raises(ckpt.CheckpointError, match="full model"):
+        load_pipeline(lfae_only)

@@ -1,0 +1,82 @@
+import json
+import os
+
+import pytest
+import torch
+
+from lfdm.cli import main as cli
+from lfdm.presets import get_preset
+from lfdm.training import checkpoint as ckpt
+from lfdm.training.dm_data import CachedClipDataset
+from lfdm.training.flow_cache import FlowCacheError, load_cache, read_meta, shard_uri
+
+
+@pytest.fixture(scope="module")
+def tiny_lfae(tmp_path_factory, tiny_dataset):
+    root, _ = tiny_dataset
+    out = str(tmp_path_factory.mktemp("lfae") / "ckpt")
+    assert cli(["train", "lfae", "--preset", "tiny", "--data", str(root / "manifest.parquet"), "--out", out,
+                "--override", "train.lfae.steps=2"]) == 0
+    return out
+
+
+def test_flow_cache_precompute_resume_and_items(tmp_path, tiny_dataset, tiny_lfae):
+    root, manifest = tiny_dataset
+    cache = str(tmp_path / "flows")
+    args = ["flows", "precompute", "--lfae", tiny_lfae, "--data", str(root / "manifest.parquet"), "--out", cache,
+            "--shard-size", "4"]
+    assert cli(args) == 0
+    meta = read_meta(cache)
+    assert meta["num_videos"] == len(manifest) and meta["num_shards"] == (len(manifest) + 3) // 4
+    os.remove(shard_uri(cache, 2))                              # as if killed before this shard
+    mtime = os.path.getmtime(shard_uri(cache, 0))
+    assert cli(args) == 0
+    assert os.path.getmtime(shard_uri(cache, 0)) == mtime and os.path.exists(shard_uri(cache, 2))
+    videos = load_cache(cache, split="train")
+    assert len(videos) == len(manifest.split("train"))
+    v = next(iter(videos.values()))
+    assert v.flow.shape == (12, 8, 8, 2) and v.occlusion.shape == (12, 8, 8) and v.z0.shape == (32, 8, 8)
+    item = CachedClipDataset(list(videos.values()), get_preset("tiny").data, seed=0)[3]
+    assert item["x0"].shape == (3, 10, 8, 8) and item["z0"].shape == (32, 8, 8)
+    assert item["x0"][2].min() >= -1 and item["x0"][2].max() <= 1
+    # the first frame's flow against itself is close to the identity grid
+    identity = torch.linspace(-1, 1, 8)
+    assert (item["x0"][0, 0] - identity).abs().mean() < 0.5
+
+
+def test_dm_cli_train_resume_generate(tmp_path, tiny_dataset, tiny_lfae, capsys):
+    root, _ = tiny_dataset
+    cache = str(tmp_path / "flows")
+    assert cli(["flows", "precompute", "--lfae", tiny_lfae, "--data", str(root / "manifest.parquet"),
+                "--out", cache]) == 0
+    out = str(tmp_path / "dm")
+    base = ["train", "dm", "--preset", "tiny", "--lfae", tiny_lfae, "--flows", cache, "--out", out]
+    assert cli(base + ["--override", "train.dm.steps=2"]) == 0
+    assert cli(base + ["--override", "train.dm.steps=4"]) == 0
+    assert "resuming stage 2" in capsys.readouterr().out
+    loaded = ckpt.read_checkpoint(out)
+    assert loaded.kind == "lfdm" and loaded.extra["step"] == 4 and loaded.extra["ema"]
+    assert loaded.labels[0] == "move left" and loaded.tensors["text.embeddings"].shape == (9, 384)
+    frame = next(p for p in (root / "videos").iterdir())
+    from lfdm.io.video import read_frames
+    from PIL import Image
+    Image.fromarray(read_frames(str(frame), [0])[0]).save(tmp_path / "f.png")
+    assert cli(["generate", "--checkpoint", out, "--image", str(tmp_path / "f.png"), "--label", "zoom in",
+                "--out", str(tmp_path / "v.mp4"), "--steps", "3"]) == 0
+    assert os.path.getsize(tmp_path / "v.mp4") > 0
+
+
+def test_dm_refuses_a_cache_of_another_lfae(tmp_path, tiny_dataset, tiny_lfae):
+    root, _ = tiny_dataset
+    cache = str(tmp_path / "flows")
+    assert cli(["flows", "precompute", "--lfae", tiny_lfae, "--data", str(root / "manifest.parquet"),
+                "--out", cache]) == 0
+    other = str(tmp_path / "other_lfae")
+    assert cli(["train", "lfae", "--preset", "tiny", "--data", str(root / "manifest.parquet"), "--out", other,
+                "--override", "train.lfae.steps=1", "train.lfae.seed=3"]) == 0
+    from lfdm.training.dm_local import train_dm_local
+    with pytest.raises(FlowCacheError, match="another auto-encoder"):
+        train_dm_local(get_preset("tiny"), other, cache, str(tmp_path / "dm"))
+    with pytest.raises(FlowCacheError, match="another auto-encoder"):
+        from lfdm.training.flow_cache import precompute_local
+        precompute_local(other, str(root / "manifest.parquet"), cache)

@@ -1,0 +1,170 @@
+import json
+import os
+
+import pytest
+import torch
+
+from lfdm.cli import main as cli
+from lfdm.convert import LFAE_PREFIXES, map_official_lfae
+from lfdm.models.autoencoder import LatentFlowAutoencoder
+from lfdm.presets import get_preset
+from lfdm.training import checkpoint as ckpt
+from lfdm.training.equivariance import RandomTPS, equivariance_losses
+from lfdm.training.lfae_objective import LfaeObjective
+from lfdm.training.optim import build_optimizer, build_scheduler
+from lfdm.training.steps import TrainState, lfae_loss, train_step
+
+SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "reference", "official_keys")
+
+
+def tiny_batch(n=4, size=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    src = torch.rand(n, 3, size, size, generator=g)
+    return {"source": src, "driving": torch.roll(src, shifts=2, dims=-1)}
+
+
+def test_equivariance_losses_vanish_for_identity_transform():
+    torch.manual_seed(0)
+    model = LatentFlowAutoencoder(get_preset("tiny").autoencoder).eval()
+    frame = torch.rand(2, 3, 32, 32)
+    t = RandomTPS(2, 0.0, 0.0, 5)
+    with torch.no_grad():
+        regions = model.region_predictor(frame)
+        transformed = model.region_predictor(t.transform_frame(frame, align_corners=True))
+    losses = equivariance_losses(regions, transformed, t, revert_axis_swap=True)
+    assert losses["equivariance_shift"] < 1e-5 and losses["equivariance_affine"] < 1e-4
+
+
+def test_tps_kernel_is_euclidean():
+    t = RandomTPS(1, 0.0, 0.0, 5)
+    t.control_params = torch.zeros(1, 1, 25)
+    t.control_params[0, 0, 12] = 1.0                         # only the centre control point (0, 0)
+    p = torch.tensor([[[0.3, 0.4]]])                          # Euclidean r = 0.5 (L1 would be 0.7)
+    shift = t.warp_coordinates(p) - p
+    expected = 0.25 * torch.log(torch.tensor(0.5 + 1e-6))
+    torch.testing.assert_close(shift, expected.expand(1, 1, 2), atol=1e-6, rtol=0)
+
+
+def test_gradients_reach_every_trainable_parameter():
+    torch.manual_seed(0)
+    cfg = get_preset("tiny")
+    objective = LfaeObjective(LatentFlowAutoencoder(cfg.autoencoder), cfg.train.lfae_loss)
+    # The background predictor's last layer starts at zero (identity affine, as the official init), so its
+    # encoder receives gradients from the second step on: take one step first.
+    opt = build_optimizer(objective.parameters(), cfg.train.lfae)
+    train_step(TrainState(objective, opt, build_scheduler(opt, cfg.train.lfae)), [tiny_batch(seed=1)], lfae_loss,
+               noise_seed=0, device=torch.device("cpu"))
+    objective.zero_grad()
+    out = objective(**tiny_batch(), generator=torch.Generator().manual_seed(0))
+    out["loss"].backward()
+    dead = [n for n, p in objective.named_parameters() if p.requires_grad and (p.grad is None or p.grad.abs().sum() == 0)]
+    assert not dead
+
+
+def test_decoder_only_trains_only_the_decoder():
+    torch.manual_seed(0)
+    cfg = get_preset("tiny")
+    objective = LfaeObjective(LatentFlowAutoencoder(cfg.autoencoder), cfg.train.lfae_loss, decoder_only=True)
+    before = {k: v.clone() for k, v in objective.model.state_dict().items()}
+    opt = build_optimizer(objective.parameters(), cfg.train.lfae)
+    state = TrainState(objective, opt, build_scheduler(opt, cfg.train.lfae))
+    train_step(state, [tiny_batch()], lfae_loss, noise_seed=0, device=torch.device("cpu"))
+    after = objective.model.state_dict()
+    changed = {k.split(".")[0] for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {"decoder"}
+
+
+def test_one_batch_can_be_overfit():
+    torch.manual_seed(0)
+    cfg = get_preset("tiny", {"train.lfae.lr": 3e-3})
+    objective = LfaeObjective(LatentFlowAutoencoder(cfg.autoencoder), cfg.train.lfae_loss)
+    opt = build_optimizer(objective.parameters(), cfg.train.lfae)
+    state = TrainState(objective, opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0))
+    batch = tiny_batch()
+    first = train_step(state, [batch], lfae_loss, noise_seed=0, device=torch.device("cpu"))["reconstruction"]
+    for step in range(120):
+        last = train_step(state, [batch], lfae_loss, noise_seed=step, device=torch.device("cpu"))["reconstruction"]
+    assert last < 0.35 * first, (first, last)
+
+
+def _official_random_state():
+    with open(os.path.join(SHARED, "lfae_mug128_detail.json")) as f:
+        spec = json.load(f)
+    g = torch.Generator().manual_seed(0)
+    raw = {}
+    for top, entries in spec.items():
+        raw[top] = {}
+        for name, info in entries.items():
+            dtype = torch.int64 if info["dtype"] == "int64" else torch.float32
+            raw[top][name] = (torch.randint(0, 100, info["shape"], generator=g, dtype=dtype) if dtype == torch.int64
+                              else torch.randn(info["shape"], generator=g))
+    return raw
+
+
+def test_official_lfae_import_puts_every_tensor_in_place(tmp_path):
+    raw = _official_random_state()
+    path = str(tmp_path / "official.pth")
+    torch.save(raw, path)
+    assert cli(["convert", "official", "--lfae", path, "--preset", "mug128", "--out", str(tmp_path / "ck")]) == 0
+    model, loaded = ckpt.load_lfae(str(tmp_path / "ck"), preset="mug128")
+    assert loaded.config.autoencoder.align_corners is False          # the official convention
+    ours = model.state_dict()
+    placed = 0
+    for top, entries in raw.items():
+        for name, tensor in entries.items():
+            key = f"{top}.{name}"
+            new = next(n + key[len(o):] for o, n in LFAE_PREFIXES if key.startswith(o))
+            assert torch.equal(ours[new], tensor), key
+            placed += 1
+    assert placed == len(ours) == 196 + 73 + 37
+
+
+def test_official_import_rejects_leftovers_and_gaps():
+    raw = _official_random_state()
+    raw["generator"]["extra.weight"] = torch.zeros(1)
+    with pytest.raises(ckpt.CheckpointError, match="no place"):
+        map_official_lfae(raw)
+    raw = _official_random_state()
+    del raw["bg_predictor"]["fc.bias"]
+    model = LatentFlowAutoencoder(get_preset("mug128").autoencoder)
+    with pytest.raises(ckpt.CheckpointError, match="missing"):
+        ckpt.load_state_strict(model, map_official_lfae(raw), "official LFAE", "x.pth")
+    with pytest.raises(ckpt.CheckpointError, match="not an official LFAE"):
+        map_official_lfae({"state_dict": {}})
+
+
+def test_checkpoint_roundtrip_and_mismatched_preset(tmp_path):
+    cfg = get_preset("tiny")
+    model = LatentFlowAutoencoder(cfg.autoencoder)
+    ckpt.save_checkpoint(str(tmp_path / "c"), cfg, ckpt.with_prefix("lfae.", model.state_dict()), kind="lfae")
+    loaded, _ = ckpt.load_lfae(str(tmp_path / "c"), preset="tiny")
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
+    with pytest.raises(ckpt.CheckpointError, match="preset 'tiny', not 'demo64'"):
+        ckpt.load_lfae(str(tmp_path / "c"), preset="demo64")
+    other = LatentFlowAutoencoder(get_preset("demo64").autoencoder)
+    with pytest.raises(ckpt.CheckpointError, match="do not fit"):
+        ckpt.load_state_strict(other, ckpt.read_checkpoint(str(tmp_path / "c")).subset("lfae."), "auto-encoder", "c")
+    os.remove(tmp_path / "c" / "config.json")
+    with pytest.raises(ckpt.CheckpointError, match="incomplete"):
+        ckpt.read_checkpoint(str(tmp_path / "c"))
+
+
+def test_cli_train_resume_and_eval_recon(tmp_path, tiny_dataset, capsys):
+    root, _ = tiny_dataset
+    manifest = str(root / "manifest.parquet")
+    out = str(tmp_path / "lfae")
+    assert cli(["train", "lfae", "--preset", "tiny", "--data", manifest, "--out", out,
+                "--override", "train.lfae.steps=3", "train.lfae.checkpoint_every=2"]) == 0
+    assert ckpt.exists(out) and [os.path.basename(u) for u in ckpt.training_checkpoints(os.path.join(out, "train"))] \
+        == ["step_0000002", "step_0000003"]
+    assert cli(["train", "lfae", "--preset", "tiny", "--data", manifest, "--out", out,
+                "--override", "train.lfae.steps=5", "train.lfae.checkpoint_every=2"]) == 0
+    captured = capsys.readouterr().out
+    assert "resuming stage 1" in captured and "step=5" in captured and "step=1 " not in captured.split("resuming")[1]
+    assert cli(["eval", "recon", "--checkpoint", out, "--data", manifest, "--split", "test"]) == 0
+    result = json.load(open(os.path.join(out, "recon_test.json")))
+    assert result["videos"] == 9 and result["frames"] == 9 * 40 and 0 < result["copy_source_l1"] < 1
+    assert "copy-the-source baseline" in capsys.readouterr().out
+    assert cli(["model", "info", "--preset", "mug128"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["parameters"]["autoencoder_total"] == 66_004_557
