@@ -30,7 +30,7 @@ def test_identity_flow_leaves_latent_and_image_unchanged():
     model = LatentFlowAutoencoder(get_preset("tiny").autoencoder).eval()
     with torch.no_grad():
         out = model.decode(model.encode(image), image, flow, torch.ones(2, 1, 8, 8))
-    torch.testing.assert_close(out, image, atol=1e-6, rtol=0)   # fully visible: the source comes through
+    torch.testing.assert_close(out, image, atol=1e-5, rtol=0)   # fully visible: the source comes through
 
 
 def test_known_translation_moves_content_by_expected_pixels():
