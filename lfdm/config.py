@@ -126,6 +126,14 @@ class DiffusionConfig:
     max_beta: float = 0.9999
     dynamic_threshold_quantile: float = 0.9
     cond_drop_prob: float = 0.1          # classifier-free-guidance training dropout
+    # Diffusion target: the absolute sampling grid (official default and released weights) or the
+    # residual flow = grid - identity (the official code's use_residual_flow option), which is ~0
+    # wherever nothing moves and trains far faster from scratch.
+    residual_flow: bool = False
+    # Per-timestep weight of the eps-MSE: "uniform" (the paper) or "min_snr" (Hang et al. 2023:
+    # w_t = min(SNR_t, gamma) / SNR_t; same minimiser, converges several times faster).
+    loss_weighting: str = "uniform"
+    min_snr_gamma: float = 5.0
 
 
 # ----------------------------------------------------------------------------- training
@@ -201,6 +209,7 @@ class LFDMConfig:
             ("sample.sampler", self.sample.sampler, SAMPLERS),
             ("unet.padding_mode", self.unet.padding_mode, ("zeros", "reflect")),
             ("diffusion.schedule", self.diffusion.schedule, ("cosine",)),
+            ("diffusion.loss_weighting", self.diffusion.loss_weighting, ("uniform", "min_snr")),
         ):
             if value not in allowed:
                 raise ConfigError(f"{key}={value!r}; expected one of {list(allowed)}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable, Dict, Mapping, Any
 
-from lfdm.config import (AutoencoderConfig, BackgroundPredictorConfig, ConfigError, DataConfig,
+from lfdm.config import (AutoencoderConfig, BackgroundPredictorConfig, ConfigError, DataConfig, DiffusionConfig,
                          FlowPredictorConfig, LFDMConfig, RegionPredictorConfig, SampleConfig,
                          StageTrainConfig, TextConfig, TrainConfig, UNetConfig, with_overrides)
 
@@ -88,6 +88,7 @@ def demo64() -> LFDMConfig:
         unet=UNetConfig(dim=32, dim_mults=(1, 2, 4), latent_channels=64, text_dim=384,
                         attn_heads=4, attn_dim_head=16, resnet_groups=8),
         text=TextConfig(encoder=MINILM),
+        diffusion=DiffusionConfig(residual_flow=True),
         train=TrainConfig(
             lfae=StageTrainConfig(batch_size=16, steps=1500, lr=1e-3, betas=(0.5, 0.999),
                                   lr_milestones=(0.7, 0.9), grad_clip_norm=1.0, log_every=50,
@@ -116,6 +117,7 @@ def tiny() -> LFDMConfig:
         unet=UNetConfig(dim=16, dim_mults=(1, 2), latent_channels=32, text_dim=384,
                         attn_heads=2, attn_dim_head=8, resnet_groups=4),
         text=TextConfig(encoder=MINILM),
+        diffusion=DiffusionConfig(residual_flow=True),
         train=TrainConfig(
             lfae=StageTrainConfig(batch_size=4, steps=4, lr=1e-3, log_every=1, checkpoint_every=2,
                                   sample_every=1000),

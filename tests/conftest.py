@@ -28,3 +28,6 @@ def tiny_dataset(tmp_path_factory):
     manifest = write_synthetic_dataset(str(root), SyntheticSpec(num_subjects=3, test_subjects=1, videos_per_class=1,
                                                                  num_frames=12, image_size=32), progress=False)
     return root, manifest
+
+
+from tests.ray_fixtures import ray_session, s3_server  # noqa: E402,F401  (session fixtures)

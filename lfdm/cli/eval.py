@@ -16,6 +16,17 @@ def register(sub) -> None:
     r.add_argument("--device")
     r.add_argument("--max-videos", type=int)
     r.set_defaults(func=_recon)
+    f = esub.add_parser("fvd", help="FVD and KVD between two uint8 arrays (N, T, H, W, 3), as JSON")
+    f.add_argument("--real", required=True, help=".npy of real videos")
+    f.add_argument("--fake", required=True, help=".npy of generated videos")
+    f.add_argument("--weights", default="reference",
+                   help="'reference' (make i3d-weights), a StyleGAN-V i3d_torchscript.pt or a TATS state dict")
+    f.add_argument("--unscaled", action="store_true",
+                   help="feed the arrays' values as they are (no 2x/255-1); for float arrays")
+    f.add_argument("--batch-size", type=int, default=8)
+    f.add_argument("--bootstrap", type=int, default=0, help="bootstrap rounds for a 95%% interval")
+    f.add_argument("--device")
+    f.set_defaults(func=_fvd)
 
 
 def _recon(args) -> int:
@@ -34,4 +45,41 @@ def _recon(args) -> int:
           f"{result['lfae_l1']:.5f}")
     print(f"copy-the-source baseline L1:                             {result['copy_source_l1']:.5f}")
     print(f"ratio LFAE / copy: {result['relative_to_copy']:.3f}   -> {out}")
+    return 0
+
+
+def _fvd(args) -> int:
+    import numpy as np
+    import torch
+    from lfdm.cli import CommandError
+    from lfdm.metrics.fvd import FVDProtocol, bootstrap_fvd, extract_features, fvd_kvd
+    from lfdm.metrics.i3d_weights import WeightsError, load_detector
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    arrays = {}
+    for name in ("real", "fake"):
+        path = getattr(args, name)
+        try:
+            a = np.load(path, mmap_mode="r")
+        except (OSError, ValueError) as exc:
+            raise CommandError(f"cannot read --{name} {path}: {exc}") from exc
+        if a.ndim != 5 or a.shape[-1] != 3:
+            raise CommandError(f"--{name} {path} has shape {a.shape}; expected (N, T, H, W, 3)")
+        if a.dtype != np.uint8 and not args.unscaled:
+            raise CommandError(f"--{name} {path} is {a.dtype}; the protocol takes uint8 (or pass --unscaled)")
+        arrays[name] = a
+    if arrays["real"].shape[1] != arrays["fake"].shape[1]:
+        raise CommandError(f"real and fake videos differ in length: {arrays['real'].shape[1]} vs {arrays['fake'].shape[1]}")
+    try:
+        detector, weights_id = load_detector(args.weights, device)
+    except WeightsError as exc:
+        raise CommandError(str(exc)) from exc
+    feats = {k: extract_features(detector, v, batch_size=args.batch_size, rescale=not args.unscaled, device=device)
+             for k, v in arrays.items()}
+    result = fvd_kvd(feats["real"], feats["fake"])
+    result["interval"] = bootstrap_fvd(feats["real"], feats["fake"], args.bootstrap)
+    protocol = FVDProtocol(num_frames=int(arrays["real"].shape[1]), weights=weights_id)
+    if args.unscaled:
+        protocol = FVDProtocol(num_frames=protocol.num_frames, weights=weights_id, value_range="fed as is (--unscaled)")
+    result["protocol"] = {**protocol.__dict__, "hash": protocol.digest()}
+    print(json.dumps(result, indent=2))
     return 0

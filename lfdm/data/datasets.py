@@ -6,6 +6,7 @@ visit a video many times with fresh augmentations (lfdm.training.batching).
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Dict, Sequence
 
 import numpy as np
@@ -20,8 +21,42 @@ from lfdm.io.seeding import numpy_rng
 from lfdm.io.video import read_frames
 
 
-def load_frames(record: VideoRecord, indices: Sequence[int], image_size: int) -> torch.Tensor:
-    """Decode ``indices`` (relative to the record's segment), crop, letterbox -> (N, 3, S, S) in [0, 1]."""
+class ProcessedVideoCache:
+    """LRU cache of whole videos after crop + letterbox, as uint8 (T, S, S, 3), within a byte budget.
+
+    Rounding the letterboxed frames to uint8 is what the official loaders did too (cv2.resize of
+    uint8 images). Training draws many pairs and clips per video, so each is decoded once.
+    """
+
+    def __init__(self, max_bytes: int = 2 * 2**30):
+        self.max_bytes = max_bytes
+        self._items: "OrderedDict[tuple, np.ndarray]" = OrderedDict()
+        self._bytes = 0
+
+    def get(self, record: VideoRecord, image_size: int) -> np.ndarray:
+        key = (record.uri, record.frame_start, record.num_frames, record.crop, image_size)
+        if key in self._items:
+            self._items.move_to_end(key)
+            return self._items[key]
+        indices = range(record.frame_start, record.frame_start + record.num_frames)
+        frames = letterbox(crop(read_frames(record.uri, list(indices)), record.crop), image_size)
+        frames = (frames * 255 + 0.5).astype(np.uint8)
+        self._items[key] = frames
+        self._bytes += frames.nbytes
+        while self._bytes > self.max_bytes and len(self._items) > 1:
+            _, old = self._items.popitem(last=False)
+            self._bytes -= old.nbytes
+        return frames
+
+
+VIDEO_CACHE = ProcessedVideoCache()
+
+
+def load_frames(record: VideoRecord, indices: Sequence[int], image_size: int, cache: bool = True) -> torch.Tensor:
+    """Frames ``indices`` (relative to the record's segment), cropped and letterboxed -> (N, 3, S, S) in [0, 1]."""
+    if cache:
+        frames = VIDEO_CACHE.get(record, image_size)[np.asarray(indices, dtype=np.int64)]
+        return to_tensor(frames.astype(np.float32) / 255)
     file_indices = [record.frame_start + int(i) for i in indices]
     frames = crop(read_frames(record.uri, file_indices), record.crop)
     return to_tensor(letterbox(frames, image_size))

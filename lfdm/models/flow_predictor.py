@@ -55,6 +55,13 @@ class DenseFlowPredictor(nn.Module):
         self.occlusion = nn.Conv2d(self.hourglass.out_filters, 1, kernel_size=7, padding=3)
         self.down = downsample(cfg.num_channels, f.scale_factor)
         self.revert_axis_swap = cfg.revert_axis_swap
+        # Priors for training from scratch (imported weights overwrite them): most of a frame is visible
+        # (sigmoid(3) = 0.95) and the flow starts as the background motion. Measured on the synthetic
+        # dataset: lower reconstruction error at equal wall time than the default initialisation.
+        with torch.no_grad():
+            self.occlusion.bias.fill_(3.0)
+            self.mask.bias.zero_()
+            self.mask.bias[0] = 3.0
         self.align_corners = cfg.align_corners
 
     def forward(self, source_image: torch.Tensor, source_regions: Dict, driving_regions: Dict,

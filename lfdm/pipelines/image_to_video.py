@@ -10,9 +10,9 @@ from lfdm.config import LFDMConfig
 from lfdm.diffusion.guidance import guided
 from lfdm.diffusion.samplers import PerVideoNoise, sample
 from lfdm.diffusion.schedule import cosine_schedule
-from lfdm.io.seeding import torch_generator
 from lfdm.models.autoencoder import LatentFlowAutoencoder
 from lfdm.models.text import label_index
+from lfdm.models.warp import target_to_flow
 from lfdm.models.unet3d import UNet3D
 
 
@@ -47,18 +47,19 @@ class ImageToVideoPipeline:
         return self
 
     @torch.no_grad()
-    def __call__(self, images: torch.Tensor, labels: Sequence[Optional[str]], *, video_ids: Sequence[str],
-                 seed: int = 0, sampler: Optional[str] = None, steps: Optional[int] = None,
+    def __call__(self, images: torch.Tensor, labels: Sequence[Optional[str]], *, seeds: Sequence[int],
+                 sampler: Optional[str] = None, steps: Optional[int] = None,
                  guidance: Optional[float] = None, eta: Optional[float] = None,
                  num_frames: Optional[int] = None) -> GeneratedVideos:
-        """images (B, 3, S, S) in [0, 1]; a label of None generates from the null condition (stochastic I2V)."""
+        """images (B, 3, S, S) in [0, 1]; one seed per video (its noise generator, so a video does not
+        depend on its batch); a label of None generates from the null condition (stochastic I2V)."""
         cfg = self.config.sample
         sampler, steps = sampler or cfg.sampler, steps or cfg.steps
         guidance = cfg.guidance if guidance is None else guidance
         k = num_frames or self.config.data.num_frames
         device, b = self.device, images.shape[0]
-        if len(labels) != b or len(video_ids) != b:
-            raise ValueError("need one label and one video id per image")
+        if len(labels) != b or len(seeds) != b:
+            raise ValueError("need one label and one seed per image")
         images = images.to(device)
 
         # 1. class conditions: stored text embeddings, or the null embedding for label None
@@ -71,8 +72,8 @@ class ImageToVideoPipeline:
         z0_features = self.unet.encode_condition(skips[-1])
         h, w = skips[-1].shape[-2:]
 
-        # 3. per-video noise: generator seeded by (run seed, video id), independent of the batch
-        generators = [torch_generator(seed, vid, device=device) for vid in video_ids]
+        # 3. per-video noise from per-video generators, independent of the batch
+        generators = [torch.Generator(device=device).manual_seed(int(seed)) for seed in seeds]
         noise = PerVideoNoise(generators, (self.unet.channels, k, h, w), device)
 
         # 4. sample the flow/occlusion volume x0 (B, 3, K, h, w)
@@ -84,9 +85,8 @@ class ImageToVideoPipeline:
         x0 = sample(sampler, denoiser, self.schedule, noise(), noise, steps=steps,
                     eta=cfg.eta if eta is None else eta, threshold=self.config.diffusion.dynamic_threshold_quantile)
 
-        # 5. split into flows and occlusion maps
-        flows = x0[:, :2].permute(0, 2, 3, 4, 1).contiguous()              # (B, K, h, w, 2)
-        occlusions = ((x0[:, 2:3] + 1) / 2).clamp(0, 1)                     # (B, 1, K, h, w)
+        # 5. split into flows (B, K, h, w, 2) and occlusion maps (B, 1, K, h, w)
+        flows, occlusions = target_to_flow(x0, self.config.diffusion.residual_flow)
 
         # 6. warp and decode every frame, in batches, from the once-encoded source
         frames = decode_frames(self.lfae, skips, images, flows, occlusions, self.config.sample.decode_batch)

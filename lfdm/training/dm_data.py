@@ -1,7 +1,7 @@
 """Stage-2 training items sampled from the flow cache.
 
-Item: x0 = cat(flow, 2 * occlusion - 1) over the K frames of a clip (frame 0 included, its flow
-~ identity), (3, K, h, w); z0 (C, h, w); the class index; frame 0 (for colour-jittered z0).
+Item: x0 = cat(flow [- identity], 2 * occlusion - 1) over the K frames of a clip (frame 0 included,
+its flow ~ identity), (3, K, h, w); z0 (C, h, w); the class index; frame 0 (for colour-jittered z0).
 Clip frames follow the data config's sampling mode (uniform / random / very_random).
 """
 from __future__ import annotations
@@ -15,24 +15,20 @@ from torch.utils.data import Dataset
 from lfdm.config import DataConfig
 from lfdm.data.sampling import clip_indices
 from lfdm.io.seeding import numpy_rng
+from lfdm.models.warp import flow_to_target
 from lfdm.training.flow_cache import VideoFlows
 
 
-def flow_target(flow: np.ndarray, occlusion: np.ndarray) -> torch.Tensor:
-    """(K, h, w, 2), (K, h, w) -> x0 (3, K, h, w) in the diffusion model's space."""
-    f = torch.from_numpy(np.ascontiguousarray(flow, dtype=np.float32)).permute(3, 0, 1, 2)
-    m = torch.from_numpy(np.ascontiguousarray(occlusion, dtype=np.float32))[None]
-    return torch.cat([f, 2 * m - 1], dim=0)
-
-
 class CachedClipDataset(Dataset):
-    def __init__(self, videos: Sequence[VideoFlows], data: DataConfig, seed: int = 0, sampling: str | None = None):
+    def __init__(self, videos: Sequence[VideoFlows], data: DataConfig, seed: int = 0, sampling: str | None = None,
+                 residual_flow: bool = False):
         if not videos:
             raise ValueError("no cached videos to train on")
         self.videos = list(videos)
         self.data = data
         self.sampling = sampling or data.clip_sampling
         self.seed = seed
+        self.residual_flow = residual_flow
 
     def __len__(self) -> int:
         return len(self.videos)
@@ -41,7 +37,9 @@ class CachedClipDataset(Dataset):
         video = self.videos[index % len(self.videos)]
         rng = numpy_rng(self.seed, index)
         idx = clip_indices(video.flow.shape[0], self.data.num_frames, self.sampling, rng)
-        return {"x0": flow_target(video.flow[idx], video.occlusion[idx]),
+        flow = torch.from_numpy(np.ascontiguousarray(video.flow[idx], dtype=np.float32))[None]
+        occlusion = torch.from_numpy(np.ascontiguousarray(video.occlusion[idx], dtype=np.float32))[None]
+        return {"x0": flow_to_target(flow, occlusion, self.residual_flow)[0],
                 "z0": torch.from_numpy(video.z0.astype(np.float32)),
                 "label": video.label,
                 "frame0": torch.from_numpy(video.frame0).permute(2, 0, 1),

@@ -49,8 +49,10 @@ def check_cache(cfg: LFDMConfig, lfae_uri: str, flows_uri: str) -> dict:
 def build_dm_state(cfg: LFDMConfig, lfae, text_embeddings: torch.Tensor, device: torch.device):
     unet = UNet3D(cfg.unet)
     jitter = cfg.data.clip_jitter if cfg.data.clip_color_jitter else None
-    objective = DmObjective(unet, cosine_schedule(cfg.diffusion), text_embeddings, cfg.diffusion.cond_drop_prob,
-                            encoder=lfae.encoder if jitter else None, jitter=jitter).to(device)
+    d = cfg.diffusion
+    objective = DmObjective(unet, cosine_schedule(d), text_embeddings, d.cond_drop_prob,
+                            encoder=lfae.encoder if jitter else None, jitter=jitter,
+                            min_snr_gamma=d.min_snr_gamma if d.loss_weighting == "min_snr" else None).to(device)
     stage = cfg.train.dm
     optimizer = build_optimizer(unet.parameters(), stage)
     ema = EMA(unet, stage.ema_decay) if stage.ema_decay else None
@@ -71,7 +73,7 @@ def save_dm_samples(cfg, lfae, unet, labels, text_embeddings, videos, uri: str) 
     device = next(unet.parameters()).device
     pipe = ImageToVideoPipeline(cfg, lfae, unet, labels, text_embeddings.to(device))
     images = torch.stack([torch.from_numpy(v.frame0).permute(2, 0, 1).float() / 255 for v in videos]).to(device)
-    out = pipe(images, [labels[v.label] for v in videos], video_ids=[v.video_id for v in videos],
+    out = pipe(images, [labels[v.label] for v in videos], seeds=list(range(len(videos))),
                sampler="ddim", steps=10)
     k = out.frames.shape[2]
     picks = sorted({0, k // 3, 2 * k // 3, k - 1})
@@ -113,7 +115,7 @@ def train_dm_local(cfg: LFDMConfig, lfae_uri: str, flows_uri: str, out_uri: str,
     if state.step >= stage.steps and ckpt.exists(out_uri):
         log_fn(f"stage 2 already trained to step {state.step}: {out_uri}")
         return out_uri
-    dataset = CachedClipDataset(videos, cfg.data, seed=stage.seed)
+    dataset = CachedClipDataset(videos, cfg.data, seed=stage.seed, residual_flow=cfg.diffusion.residual_flow)
     batches = step_batches(dataset, len(videos), stage.batch_size, stage.seed, state.step, stage.steps,
                            num_workers=stage.loader_workers)
     sample = lambda batch: save_dm_samples(  # noqa: E731

@@ -22,7 +22,8 @@ from lfdm.models.unet3d import UNet3D
 
 class DmObjective(nn.Module):
     def __init__(self, unet: UNet3D, schedule: Schedule, text_embeddings: torch.Tensor, cond_drop_prob: float,
-                 encoder: Optional[ImageEncoder] = None, jitter: Optional[ClipJitterConfig] = None):
+                 encoder: Optional[ImageEncoder] = None, jitter: Optional[ClipJitterConfig] = None,
+                 min_snr_gamma: Optional[float] = None):
         super().__init__()
         self.unet = unet
         self.schedule = schedule
@@ -30,6 +31,7 @@ class DmObjective(nn.Module):
         self.cond_drop_prob = cond_drop_prob
         self.encoder = encoder.eval().requires_grad_(False) if encoder is not None else None
         self.jitter = jitter
+        self.min_snr_gamma = min_snr_gamma
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -57,7 +59,7 @@ class DmObjective(nn.Module):
 
         def denoiser(x_t, t):
             return self.unet(x_t, t, text=text, z0_features=z0_features, use_null=use_null)
-        return eps_mse_loss(denoiser, x0, self.schedule, generator=generator)
+        return eps_mse_loss(denoiser, x0, self.schedule, generator=generator, min_snr_gamma=self.min_snr_gamma)
 
 
 def dm_loss(objective: nn.Module, batch: dict, generator: torch.Generator):

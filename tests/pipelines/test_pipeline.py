@@ -29,20 +29,20 @@ def tiny_pipeline():
 
 def test_video_alone_or_in_a_batch_gets_identical_noise_and_result(tiny_pipeline):
     images = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
-    batch = tiny_pipeline(images, ["move left", "zoom in", None], video_ids=["a", "b", "c"], seed=5,
+    batch = tiny_pipeline(images, ["move left", "zoom in", None], seeds=[11, 12, 13],
                           sampler="ddim", steps=3, eta=1.0)
-    alone = tiny_pipeline(images[1:2], ["zoom in"], video_ids=["b"], seed=5, sampler="ddim", steps=3, eta=1.0)
+    alone = tiny_pipeline(images[1:2], ["zoom in"], seeds=[12], sampler="ddim", steps=3, eta=1.0)
     assert batch.frames.shape == (3, 3, 10, 32, 32) and batch.flows.shape == (3, 10, 8, 8, 2)
     assert batch.occlusions.shape == (3, 1, 10, 8, 8)
     torch.testing.assert_close(alone.frames[0], batch.frames[1], atol=1e-4, rtol=0)
     torch.testing.assert_close(alone.flows[0], batch.flows[1], atol=1e-4, rtol=0)
-    other = tiny_pipeline(images[1:2], ["zoom in"], video_ids=["b"], seed=6, sampler="ddim", steps=3)
+    other = tiny_pipeline(images[1:2], ["zoom in"], seeds=[99], sampler="ddim", steps=3)
     assert not torch.allclose(other.flows, alone.flows)
 
 
 def test_batched_decoding_equals_per_frame_decoding(tiny_pipeline):
     images = torch.rand(2, 3, 32, 32)
-    out = tiny_pipeline(images, ["move left", "stay still"], video_ids=["x", "y"], sampler="dpmpp", steps=2)
+    out = tiny_pipeline(images, ["move left", "stay still"], seeds=[1, 2], sampler="dpmpp", steps=2)
     lfae = tiny_pipeline.lfae
     for b in range(2):
         for k in (0, 7):
@@ -54,7 +54,7 @@ def test_batched_decoding_equals_per_frame_decoding(tiny_pipeline):
 
 def test_unknown_label_lists_accepted(tiny_pipeline):
     with pytest.raises(KeyError, match="accepts: 'move left', 'zoom in', 'stay still'"):
-        tiny_pipeline(torch.rand(1, 3, 32, 32), ["fly away"], video_ids=["0"], sampler="ddim", steps=1)
+        tiny_pipeline(torch.rand(1, 3, 32, 32), ["fly away"], seeds=[0], sampler="ddim", steps=1)
 
 
 def test_text_embedding_is_masked_mean_without_cls():

@@ -1,0 +1,116 @@
+"""Reduce a feature table (real and generated rows) to the paper's metrics, and write the reports.
+
+Feature table columns: video_id, kind (real/generated), label, subject, status ("ok" or why not),
+predicted (motion-classifier class index, -1 unknown, -2 not classified), features (400 floats).
+"""
+from __future__ import annotations
+
+import json
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from lfdm.io import storage
+from lfdm.metrics.fvd import SMALL_GROUP, bootstrap_fvd, fvd_kvd, grouped_fvd
+
+
+def _split_ok(table: pa.Table):
+    rows = table.to_pydict()
+    ok = [i for i, s in enumerate(rows["status"]) if s == "ok"]
+    bad = [{"video_id": rows["video_id"][i], "status": rows["status"][i]} for i, s in enumerate(rows["status"]) if s != "ok"]
+    feats = np.asarray([rows["features"][i] for i in ok], np.float64)
+    pick = lambda key: [rows[key][i] for i in ok]  # noqa: E731
+    return feats, pick, bad
+
+
+def compute_metrics(real: pa.Table, fake: pa.Table, settings, classes: Optional[Sequence[str]] = None, *,
+                    missing: Sequence[str] = (), stochastic: bool = False, seed: int = 0) -> Dict[str, object]:
+    real_x, real_col, real_bad = _split_ok(real)
+    fake_x, fake_col, fake_bad = _split_ok(fake)
+    if len(real_x) < 2 or len(fake_x) < 2:
+        raise ValueError(f"need at least 2 usable real and generated videos, have {len(real_x)} and {len(fake_x)}")
+    out: Dict[str, object] = fvd_kvd(real_x, fake_x, seed=seed)
+    out["fvd_interval"] = bootstrap_fvd(real_x, fake_x, settings.bootstrap, seed)
+    out["excluded"] = {"real": real_bad, "generated": fake_bad, "missing_generated": list(missing),
+                       "counts": {"real_corrupt": len(real_bad), "generated_corrupt": len(fake_bad),
+                                  "generated_missing": len(missing)}}
+    if not stochastic:
+        c = grouped_fvd(real_x, real_col("label"), fake_x, fake_col("label"), bootstrap=settings.group_bootstrap, seed=seed)
+        out.update(cfvd_mean=c["mean"], cfvd_std=c["std"], cfvd=c)
+    s = grouped_fvd(real_x, real_col("subject"), fake_x, fake_col("subject"), bootstrap=settings.group_bootstrap, seed=seed)
+    out.update(sfvd_mean=s["mean"], sfvd_std=s["std"], sfvd=s)
+    out["small_group_threshold"] = SMALL_GROUP
+    if classes is not None and not stochastic:
+        predicted, labels = np.asarray(fake_col("predicted")), fake_col("label")
+        expected = np.asarray([list(classes).index(lab) for lab in labels])
+        per_class = {name: {"n": int((expected == k).sum()), "accuracy": float((predicted[expected == k] == k).mean())}
+                     for k, name in enumerate(classes) if (expected == k).any()}
+        out["condition_accuracy"] = float((predicted == expected).mean())
+        out["condition_accuracy_per_class"] = per_class
+    return out
+
+
+def _fmt(x, digits=2) -> str:
+    return "—" if x is None else f"{x:.{digits}f}"
+
+
+def markdown(results: Dict[str, object]) -> str:
+    lines = ["| metric | value | interval / std | n_real | n_gen |", "|---|---|---|---|---|"]
+    interval = results.get("fvd_interval")
+    lines.append(f"| FVD | {_fmt(results['fvd'])} | {f'[{_fmt(interval[0])}, {_fmt(interval[1])}]' if interval else '—'}"
+                 f" | {results['n_real']} | {results['n_gen']} |")
+    lines.append(f"| KVD | {_fmt(results['kvd'], 4)} | ± {_fmt(results['kvd_std'], 4)} | {results['n_real']} | {results['n_gen']} |")
+    if "cfvd_mean" in results:
+        lines.append(f"| cFVD (mean ± std over classes) | {_fmt(results['cfvd_mean'])} | ± {_fmt(results['cfvd_std'])} | | |")
+    lines.append(f"| sFVD (mean ± std over subjects) | {_fmt(results['sfvd_mean'])} | ± {_fmt(results['sfvd_std'])} | | |")
+    if "condition_accuracy" in results:
+        lines.append(f"| condition accuracy | {_fmt(100 * results['condition_accuracy'], 1)}% | | | {results['n_gen']} |")
+    for key, title in (("cfvd", "class"), ("sfvd", "subject")):
+        if key not in results:
+            continue
+        lines += ["", f"| {title} | FVD | 95% interval | n_real | n_gen | n ≤ {SMALL_GROUP} |", "|---|---|---|---|---|---|"]
+        for g, v in results[key]["groups"].items():
+            iv = v.get("interval")
+            lines.append(f"| {g} | {_fmt(v['fvd'])} | {f'[{_fmt(iv[0])}, {_fmt(iv[1])}]' if iv else '—'} | "
+                         f"{v['n_real']} | {v['n_gen']} | {'yes' if v['small'] else 'no'} |")
+    if "condition_accuracy_per_class" in results:
+        lines += ["", "| class | condition accuracy | n |", "|---|---|---|"]
+        for name, v in results["condition_accuracy_per_class"].items():
+            lines.append(f"| {name} | {_fmt(100 * v['accuracy'], 1)}% | {v['n']} |")
+    counts = results["excluded"]["counts"]
+    lines += ["", f"Excluded: {counts['real_corrupt']} corrupt real, {counts['generated_corrupt']} corrupt generated, "
+              f"{counts['generated_missing']} missing generated videos. Groups with n ≤ {SMALL_GROUP} are dominated by "
+              f"the 1/N bias of the Fréchet distance: read them with their n and with KVD."]
+    return "\n".join(lines) + "\n"
+
+
+def group_plot(group: Dict[str, object], title: str, uri: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import io
+    import matplotlib.pyplot as plt
+    names = [g for g, v in group["groups"].items() if v["fvd"] is not None]
+    values = [group["groups"][g]["fvd"] for g in names]
+    lo = [v - (group["groups"][g].get("interval") or [v, v])[0] for g, v in zip(names, values)]
+    hi = [(group["groups"][g].get("interval") or [v, v])[1] - v for g, v in zip(names, values)]
+    fig, ax = plt.subplots(figsize=(max(4, 0.6 * len(names) + 2), 3.2))
+    ax.bar(range(len(names)), values, yerr=[np.clip(lo, 0, None), np.clip(hi, 0, None)], capsize=3, color="#4c72b0")
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
+    ax.set_ylabel("FVD")
+    ax.set_title(title)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    storage.write_bytes(uri, buf.getvalue())
+
+
+def write_reports(results: Dict[str, object], out_uri: str) -> None:
+    storage.write_text(storage.join(out_uri, "results.json"), json.dumps(results, indent=2, default=float))
+    storage.write_text(storage.join(out_uri, "results.md"), markdown(results))
+    if "cfvd" in results:
+        group_plot(results["cfvd"], "FVD per class (cFVD groups), 95% bootstrap intervals",
+                   storage.join(out_uri, "cfvd_per_class.png"))
+    group_plot(results["sfvd"], "FVD per subject (sFVD groups), 95% bootstrap intervals",
+               storage.join(out_uri, "sfvd_per_subject.png"))

@@ -1,0 +1,59 @@
+"""The generation manifest (DESIGN.md §2): one row per requested video.
+
+Paper protocol: N videos spread evenly over classes and the source subjects of a split (video i
+gets class i mod C and subject (i div C) mod S, like the official MUG_gen); the source image is
+frame 0 of a video of that subject, preferably one of that class, picked by a seeded draw. The
+per-video seed derives from (run seed, video_id), so a video is the same whatever batch, actor or
+retry produces it.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import List, Optional
+
+from lfdm.data.manifest import Manifest
+from lfdm.io.seeding import derive_seed, numpy_rng
+
+
+@dataclass(frozen=True)
+class GenerationRow:
+    video_id: str
+    source_video_id: str
+    source_uri: str
+    source_frame: int
+    label: Optional[str]          # None: stochastic generation from the null condition
+    label_index: int              # -1 when stochastic
+    subject: str
+    seed: int
+    sampler: str
+    steps: int
+    guidance: float
+    checkpoint_hash: str
+
+
+def plan_generation(manifest: Manifest, num_videos: int, *, split: str, run_seed: int, sampler: str, steps: int,
+                    guidance: float, checkpoint_hash: str, labels: Optional[List[str]] = None,
+                    stochastic: bool = False) -> List[GenerationRow]:
+    source = manifest.split(split)
+    if not source.records:
+        raise ValueError(f"no videos in split {split!r} to take source frames from")
+    classes = labels or source.classes
+    subjects = source.subjects()
+    by_subject = {s: [r for r in source.records if r.subject == s] for s in subjects}
+    rows = []
+    for i in range(num_videos):
+        label = classes[i % len(classes)]
+        subject = subjects[(i // len(classes)) % len(subjects)]
+        pool = [r for r in by_subject[subject] if r.label_text == label] or by_subject[subject]
+        record = pool[int(numpy_rng(run_seed, "source", i).integers(len(pool)))]
+        video_id = f"gen{i:06d}"
+        rows.append(GenerationRow(
+            video_id=video_id, source_video_id=record.video_id, source_uri=record.uri, source_frame=0,
+            label=None if stochastic else label, label_index=-1 if stochastic else classes.index(label),
+            subject=subject, seed=derive_seed(run_seed, video_id), sampler=sampler, steps=steps,
+            guidance=guidance, checkpoint_hash=checkpoint_hash))
+    return rows
+
+
+def rows_as_dicts(rows: List[GenerationRow]) -> List[dict]:
+    return [asdict(r) for r in rows]

@@ -1,0 +1,123 @@
+"""The demo's report: one static HTML file with its images beside it.
+
+For each class a row of examples (input frame | generated video as an animated GIF | flow in the
+Middlebury colour wheel | occlusion), training loss curves of both stages, the metrics table with
+intervals and group sizes, condition accuracy per class, the run's configuration and timings.
+"""
+from __future__ import annotations
+
+import html
+import io
+import json
+from typing import Dict, List
+
+import numpy as np
+
+from lfdm.io import storage
+
+
+def loss_curve_png(metrics_uris: Dict[str, str], uri: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, len(metrics_uris), figsize=(5 * len(metrics_uris), 3.2))
+    for ax, (title, metrics_uri) in zip(np.atleast_1d(axes), metrics_uris.items()):
+        rows = [json.loads(line) for line in storage.read_text(metrics_uri).splitlines() if line.strip()] \
+            if storage.exists(metrics_uri) else []
+        keys = [k for k in ("loss", "reconstruction", "equivariance_shift", "equivariance_affine") if rows and k in rows[0]]
+        for key in keys:
+            ax.plot([r["step"] for r in rows], [r[key] for r in rows], label=key)
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        ax.set_yscale("log")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    storage.write_bytes(uri, buf.getvalue())
+
+
+def example_strips(checkpoint: str, manifest_uri: str, plan: List[dict], out_dir: str, per_class: int = 2) -> Dict[str, List[str]]:
+    """Regenerate the first videos of each class of the plan (same source and seed, hence the same videos)
+    with their flows and occlusions, and write strip GIFs. Returns {label: [relative file names]}."""
+    import torch
+    from lfdm.data.datasets import load_frames
+    from lfdm.data.manifest import read_manifest
+    from lfdm.io.outputs import encode, strip_frames
+    from lfdm.pipelines.image_to_video import load_pipeline
+    pipe = load_pipeline(checkpoint)
+    records = read_manifest(manifest_uri).by_id()
+    size = pipe.config.data.image_size
+    chosen: Dict[str, List[dict]] = {}
+    for row in plan:
+        chosen.setdefault(row["label"], [])
+        if len(chosen[row["label"]]) < per_class:
+            chosen[row["label"]].append(row)
+    files: Dict[str, List[str]] = {}
+    for label, rows in chosen.items():
+        images = torch.cat([load_frames(records[r["source_video_id"]], [r["source_frame"]], size, cache=False) for r in rows])
+        first = rows[0]
+        out = pipe(images, [r["label"] for r in rows], seeds=[r["seed"] for r in rows], sampler=first["sampler"],
+                   steps=first["steps"], guidance=first["guidance"])
+        for i, r in enumerate(rows):
+            name = f"examples/{r['video_id']}.gif"
+            frames = strip_frames(images[i], out.frames[i], out.flows[i], out.occlusions[i])
+            big = frames.repeat(2, axis=1).repeat(2, axis=2)          # 2x nearest, for legibility
+            storage.write_bytes(storage.join(out_dir, name), encode(big, "gif", fps=8))
+            files.setdefault(label, []).append(name)
+    return files
+
+
+def _table(rows: List[List[str]], header: List[str]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _f(x, d=2):
+    return "—" if x is None else f"{x:.{d}f}"
+
+
+def write_html(out_dir: str, results: dict, examples: Dict[str, List[str]], timings: Dict[str, float],
+               config: dict, accuracy: Dict[str, dict]) -> str:
+    acc_row = lambda label: (f"{100 * accuracy[label]['accuracy']:.0f}% of {accuracy[label]['n']}"  # noqa: E731
+                             if label in accuracy else "—")
+    example_rows = [[html.escape(label), acc_row(label), " ".join(f'<img src="{f}" alt="{html.escape(label)}">' for f in files)]
+                    for label, files in examples.items()]
+    iv = results.get("fvd_interval")
+    metrics = [["FVD", _f(results["fvd"]), f"[{_f(iv[0])}, {_f(iv[1])}]" if iv else "—", str(results["n_real"]), str(results["n_gen"])],
+               ["KVD", _f(results["kvd"], 4), f"± {_f(results['kvd_std'], 4)}", str(results["n_real"]), str(results["n_gen"])],
+               ["cFVD (mean ± std over classes)", _f(results.get("cfvd_mean")), f"± {_f(results.get('cfvd_std'))}", "", ""],
+               ["sFVD (mean ± std over subjects)", _f(results.get("sfvd_mean")), f"± {_f(results.get('sfvd_std'))}", "", ""],
+               ["condition accuracy", f"{100 * results['condition_accuracy']:.1f}%" if "condition_accuracy" in results else "—",
+                "", "", str(results["n_gen"])]]
+    groups = []
+    for key, title in (("cfvd", "class"), ("sfvd", "subject")):
+        if key in results:
+            rows = [[html.escape(g), _f(v["fvd"]), f"[{_f(v['interval'][0])}, {_f(v['interval'][1])}]" if v.get("interval") else "—",
+                     str(v["n_real"]), str(v["n_gen"]), "yes" if v["small"] else "no"] for g, v in results[key]["groups"].items()]
+            groups.append(f"<h3>FVD per {title}</h3>" + _table(rows, [title, "FVD", "95% interval", "n_real", "n_gen", "n ≤ 400"]))
+    timing_rows = [[html.escape(k), f"{v:.1f}"] for k, v in timings.items()]
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>LFDM demo report</title>
+<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}}table{{border-collapse:collapse;margin:1em 0}}
+td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:middle}}img{{image-rendering:pixelated;margin:2px}}
+pre{{background:#f6f6f6;padding:1em;overflow:auto;font-size:12px}}</style></head><body>
+<h1>LFDM demo: conditional image-to-video on the synthetic motion dataset</h1>
+<p>Each example is <b>input frame | generated video | latent flow (Middlebury colour wheel) | occlusion map</b>.
+The source frames come from test-split subjects the models never saw in training. Condition accuracy is the share of
+generated videos whose motion the training-free motion classifier recognises as the requested class.</p>
+<h2>Examples per class</h2>{_table(example_rows, ["class", "condition accuracy", "examples"])}
+<h2>Metrics</h2>{_table(metrics, ["metric", "value", "interval", "n_real", "n_gen"])}
+<p>FVD is biased ∝ 1/N: groups of a few hundred videos or fewer (flagged) are dominated by that bias; read them with
+their sizes and with KVD. Protocol (hash {html.escape(results['protocol']['hash'])}):</p>
+<pre>{html.escape(json.dumps(results['protocol'], indent=2))}</pre>
+{''.join(groups)}
+<img src="cfvd_per_class.png" alt="cFVD per class"> <img src="sfvd_per_subject.png" alt="sFVD per subject">
+<h2>Training</h2><img src="loss_curves.png" alt="loss curves">
+<h2>Timings (seconds)</h2>{_table(timing_rows, ["stage", "seconds"])}
+<h2>Configuration</h2><pre>{html.escape(json.dumps(config, indent=2))}</pre>
+</body></html>"""
+    uri = storage.join(out_dir, "report.html")
+    storage.write_text(uri, page)
+    return uri

@@ -1,0 +1,58 @@
+import math
+
+import numpy as np
+import pytest
+
+from lfdm.metrics.frechet import GaussianStats, frechet_distance, frechet_distance_of
+from lfdm.metrics.fvd import FVDProtocol, bootstrap_fvd, grouped_fvd
+from lfdm.metrics.kvd import kernel_distance, polynomial_mmd2_unbiased
+
+
+def test_frechet_distance_closed_form():
+    fd = frechet_distance(np.zeros(2), np.array([[2.0, 1.0], [1.0, 2.0]]), np.ones(2), np.diag([1.0, 4.0]))
+    assert fd == pytest.approx(11 - 2 * math.sqrt(10 + 4 * math.sqrt(3)), abs=1e-12)
+    s = np.array([[3.0, 0.5], [0.5, 1.0]])
+    assert frechet_distance(np.ones(2), s, np.ones(2), s) == pytest.approx(0.0, abs=1e-10)
+    # 1-D: (m1 - m2)^2 + (s1 - s2)^2
+    assert frechet_distance([0.0], [[4.0]], [3.0], [[1.0]]) == pytest.approx(9 + 1)
+
+
+def test_merged_shard_statistics_equal_whole_set():
+    x = np.random.default_rng(0).normal(size=(1000, 16)) * 3 + 1
+    whole = GaussianStats.of(x)
+    merged = GaussianStats.of(x[:123]).merge(GaussianStats.of(x[123:700])).merge(GaussianStats.of(x[700:]))
+    np.testing.assert_allclose(merged.mean, x.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(merged.covariance(), np.cov(x, rowvar=False, ddof=1), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(merged.covariance(), whole.covariance(), rtol=1e-12)
+    y = np.random.default_rng(1).normal(size=(500, 16))
+    assert frechet_distance_of(merged, GaussianStats.of(y)) == pytest.approx(
+        frechet_distance_of(whole, GaussianStats.of(y)), rel=1e-10)
+
+
+def test_kvd_unbiased_and_positive_for_shifted():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(400, 8)), rng.normal(size=(400, 8))
+    same = polynomial_mmd2_unbiased(a, b)
+    assert abs(same) < 0.05
+    assert polynomial_mmd2_unbiased(a, b + 1.0) > 10 * abs(same)
+    mean, std = kernel_distance(a, b + 1.0, subsets=10, subset_size=100)
+    assert mean > 0 and std >= 0
+
+
+def test_grouped_fvd_reports_sizes_and_flags_small_groups():
+    rng = np.random.default_rng(0)
+    real, fake = rng.normal(size=(60, 4)), rng.normal(size=(90, 4)) + 0.5
+    out = grouped_fvd(real, ["a"] * 30 + ["b"] * 30, fake, ["a"] * 45 + ["b"] * 44 + ["c"], bootstrap=5)
+    assert out["groups"]["a"]["n_real"] == 30 and out["groups"]["a"]["n_gen"] == 45
+    assert out["small_groups"] == ["a", "b"] and out["unmatched_groups"] == ["c"]
+    assert out["mean"] == pytest.approx(np.mean([out["groups"][g]["fvd"] for g in "ab"]))
+    lo, hi = out["groups"]["a"]["interval"]
+    assert lo <= hi
+    assert bootstrap_fvd(real, fake, 0) is None
+
+
+def test_protocol_hash_changes_with_any_field():
+    a = FVDProtocol(num_frames=16, weights="w")
+    assert a.digest() == FVDProtocol(num_frames=16, weights="w").digest()
+    assert a.digest() != FVDProtocol(num_frames=40, weights="w").digest()
+    assert a.digest() != FVDProtocol(num_frames=16, weights="w", ddof=0).digest()

@@ -1,0 +1,36 @@
+"""One small Ray instance for all Ray and Serve tests (session scope), started by this test run only."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+RAY_TEST_ENV = {
+    "RAY_AUTH_MODE": "disabled",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
+    "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2",
+    "RAY_DATA_EXECUTION_NO_PROGRESS_TIMEOUT_S": "180",
+    "RAY_DATA_DISABLE_PROGRESS_BARS": "1",
+    "RAY_TRAIN_ENABLE_PRINT_PATCH": "0",
+}
+
+
+@pytest.fixture(scope="session")
+def ray_session(tmp_path_factory):
+    for k, v in RAY_TEST_ENV.items():
+        os.environ.setdefault(k, v)
+    import ray
+    # more logical CPUs than cores: 2 Train workers + Data tasks deadlock on 2 CPUs otherwise
+    ray.init(num_cpus=4, include_dashboard=False, object_store_memory=256 * 2**20,
+             _temp_dir=str(tmp_path_factory.mktemp("ray")), log_to_driver=True)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    from tests.s3server import SeaweedS3
+    server = SeaweedS3()
+    yield server
+    server.stop()

@@ -1,0 +1,131 @@
+"""Generation and evaluation jobs on a real local Ray: resume after a kill, block/actor invariance,
+corrupt and missing videos counted."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from lfdm.io import storage
+from lfdm.models.autoencoder import LatentFlowAutoencoder
+from lfdm.models.unet3d import UNet3D
+from lfdm.presets import get_preset
+from lfdm.training import checkpoint as ckpt
+from lfdm.training.dm_local import export_tensors
+from tests.ray_jobs.conftest import RAY_TEST_ENV
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory, tiny_dataset):
+    _, manifest = tiny_dataset
+    torch.manual_seed(0)
+    cfg = get_preset("tiny")
+    uri = str(tmp_path_factory.mktemp("model") / "lfdm")
+    ckpt.save_checkpoint(uri, cfg, export_tensors(LatentFlowAutoencoder(cfg.autoencoder), UNet3D(cfg.unet),
+                                                  torch.randn(len(manifest.classes), 384)),
+                         kind="lfdm", labels=list(manifest.classes))
+    return uri
+
+
+@pytest.fixture(scope="module")
+def i3d_weights():
+    from lfdm.metrics.i3d_weights import fetch_reference
+    return fetch_reference(log=lambda s: None)
+
+
+def gen_args(out, name, data, model, n, **extra):
+    sets = [f"output={out}", f"name={name}", "preset=tiny", f"data={data}", f"generation.checkpoint={model}",
+            f"generation.num_videos={n}", "generation.batch_size=2", "generation.steps=2", "generation.sampler=ddim"]
+    return ["--set", *sets, *[f"{k}={v}" for k, v in extra.items()]]
+
+
+def test_generation_killed_midway_resumes_with_one_output_per_video(tmp_path, tiny_dataset, tiny_model):
+    root, _ = tiny_dataset
+    out, n = str(tmp_path / "runs"), 16
+    args = gen_args(out, "gen", root / "manifest.parquet", tiny_model, n, actors=1)
+    env = {**os.environ, **RAY_TEST_ENV, "RAY_TMPDIR": str(tmp_path / "ray")}
+    meta = os.path.join(out, "gen", "meta")
+    proc = subprocess.Popen([sys.executable, "-m", "ray_jobs.generate", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if os.path.isdir(meta) and len(os.listdir(meta)) >= 4:
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.2)
+    proc.wait(60)
+    done_before = len([f for f in os.listdir(meta) if f.endswith(".json")])
+    assert 0 < done_before < n, "the job should have been killed midway"
+    result = subprocess.run([sys.executable, "-m", "ray_jobs.generate", *args], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert f"{done_before} done, {n - done_before} to do" in result.stdout
+    table = storage.read_parquet(os.path.join(out, "gen", "generated.parquet")).to_pylist()
+    assert sorted(r["video_id"] for r in table) == [f"gen{i:06d}" for i in range(n)]
+    videos = sorted(f for f in os.listdir(os.path.join(out, "gen", "videos")) if not f.startswith("."))
+    assert videos == [f"gen{i:06d}.npy" for i in range(n)]
+
+
+def test_generation_independent_of_batch_and_actors(ray_session, tmp_path, tiny_dataset, tiny_model):
+    from ray_jobs import generate
+    from ray_jobs.common import load_job_config
+    root, _ = tiny_dataset
+    out = str(tmp_path / "runs")
+    a = generate.run(load_job_config(None, gen_args(out, "a", root / "manifest.parquet", tiny_model, 6)[1:] + ["actors=1"], []),
+                     log=lambda s: None)
+    b_args = gen_args(out, "b", root / "manifest.parquet", tiny_model, 6)[1:] + ["actors=2", "generation.batch_size=3"]
+    b = generate.run(load_job_config(None, b_args, []), log=lambda s: None)
+    for i in range(6):
+        va = np.load(os.path.join(a, "videos", f"gen{i:06d}.npy"))
+        vb = np.load(os.path.join(b, "videos", f"gen{i:06d}.npy"))
+        assert np.abs(va.astype(int) - vb.astype(int)).max() <= 1      # same noise; float reorderings only
+
+
+def test_features_identical_with_one_or_several_blocks_and_actors(ray_session, tiny_dataset, i3d_weights):
+    from ray_jobs.common import load_job_config
+    from ray_jobs.evaluate import extract, real_items
+    root, _ = tiny_dataset
+    items = real_items(str(root / "manifest.parquet"), "test", 10, 1)[:6]
+    base = ["preset=tiny", f"data={root / 'manifest.parquet'}", "evaluation.batch_size=2"]
+    one = extract(load_job_config(None, base + ["actors=1"], []), items, 32, 10, False)
+    two = extract(load_job_config(None, base + ["actors=2"], []), items, 32, 10, False)
+    assert one.column("video_id").to_pylist() == two.column("video_id").to_pylist()
+    np.testing.assert_array_equal(np.asarray(one.column("features").to_pylist()),
+                                  np.asarray(two.column("features").to_pylist()))
+
+
+def test_evaluation_counts_and_excludes_corrupt_and_missing(ray_session, tmp_path, tiny_dataset, tiny_model, i3d_weights):
+    from ray_jobs import evaluate, generate
+    from ray_jobs.common import load_job_config
+    root, _ = tiny_dataset
+    out = str(tmp_path / "runs")
+    gen = generate.run(load_job_config(None, gen_args(out, "gen", root / "manifest.parquet", tiny_model, 8)[1:], []),
+                       log=lambda s: None)
+    with open(os.path.join(gen, "videos", "gen000001.npy"), "wb") as f:
+        f.write(b"\x93NUMPY garbage")                                   # corrupt
+    os.remove(os.path.join(gen, "meta", "gen000002.json"))              # missing (never finished)
+    job = load_job_config(None, ["preset=tiny", f"data={root / 'manifest.parquet'}", f"output={out}", "name=eval",
+                                 f"evaluation.generated={gen}", f"generation.checkpoint={tiny_model}",
+                                 "evaluation.bootstrap=5", "evaluation.group_bootstrap=2"], [])
+    results = evaluate.run(job, log=lambda s: None)
+    counts = results["excluded"]["counts"]
+    assert counts == {"real_corrupt": 0, "generated_corrupt": 1, "generated_missing": 1}
+    assert results["excluded"]["missing_generated"] == ["gen000002"]
+    assert results["n_gen"] == 6 and results["n_real"] == 9
+    assert "condition_accuracy" in results and 0 <= results["condition_accuracy"] <= 1
+    for name in ("results.json", "results.md", "cfvd_per_class.png", "sfvd_per_subject.png", "features.parquet"):
+        assert os.path.exists(os.path.join(out, "eval", name)), name
+    cached = [f for f in os.listdir(os.path.join(out, "feature_cache"))]
+    assert len(cached) == 1 and cached[0].startswith("real_")
+    again = evaluate.run(job, log=lambda s: None)                        # real features reused from the cache
+    assert again["fvd"] == pytest.approx(results["fvd"])
