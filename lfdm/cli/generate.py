@@ -43,7 +43,7 @@ def _generate(args) -> int:
         image = image_tensor(decode_image(storage.read_bytes(args.image), args.image), pipe.config.data.image_size)
     except (ImageError, FileNotFoundError) as exc:
         raise CommandError(str(exc)) from exc
-    out = pipe(image[None], [args.label], seeds=[0], seed=args.seed, sampler=args.sampler,
+    out = pipe(image[None], [args.label], seeds=[args.seed], sampler=args.sampler,
                steps=args.steps, guidance=args.guidance, num_frames=args.frames)
     if suffix == "npz":
         buf = io.BytesIO()

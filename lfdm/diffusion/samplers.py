@@ -7,6 +7,7 @@
   (Lu et al. 2022, Alg. 2), solving down to sigma = 0.
 x0 predictions are dynamically thresholded (quantile 0.9) when ``threshold`` is set.
 Randomness comes from ``noise(step_index)``: per-video generators, so a video does not depend on its batch.
+Every coefficient is computed on the device before the loop: no host-device traffic per step.
 """
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ def trailing_timesteps(total: int, steps: int) -> List[int]:
 def _predict_x0(denoiser, x, t: int, schedule, threshold):
     tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
     eps = denoiser(x, tt).to(x.dtype)
-    abar = schedule.abar(tt).to(x.device)
+    abar = schedule.abar(tt)
     x0 = x0_from_eps(x, abar, eps)
     if threshold is not None:
         x0 = dynamic_threshold(x0, threshold)
@@ -75,14 +76,18 @@ def ddpm(denoiser: Denoiser, schedule: Schedule, x: torch.Tensor, noise: NoiseFn
 def ddim(denoiser: Denoiser, schedule: Schedule, x: torch.Tensor, noise: NoiseFn, steps: int,
          eta: float = 0.0, threshold: Optional[float] = 0.9) -> torch.Tensor:
     times = trailing_timesteps(schedule.timesteps, steps)
+    table = schedule.padded_abar(x.device)
+    prev = table[torch.tensor(times[1:] + [-1], device=x.device) + 1]            # abar of the next time
+    now = table[torch.tensor(times, device=x.device) + 1]
+    sigma = eta * ((1 - prev) / (1 - now) * (1 - now / prev)).sqrt()
+    keep = (1 - prev - sigma ** 2).clamp_min(0).sqrt()
+    coef = [tuple(c.to(x.dtype) for c in row) for row in zip(prev.sqrt(), keep, sigma)]
     for i, t in enumerate(times):
-        t_prev = times[i + 1] if i + 1 < len(times) else -1
-        x0, eps, abar = _predict_x0(denoiser, x, t, schedule, threshold)
-        abar_prev = schedule.abar(torch.tensor([t_prev])).to(x.device)
-        sigma = eta * ((1 - abar_prev) / (1 - abar) * (1 - abar / abar_prev)).sqrt()
-        x = _scalar(abar_prev.sqrt(), x) * x0 + _scalar((1 - abar_prev - sigma ** 2).clamp_min(0).sqrt(), x) * eps
-        if eta > 0 and t_prev >= 0:
-            x = x + _scalar(sigma, x) * noise(i)
+        x0, eps, _ = _predict_x0(denoiser, x, t, schedule, threshold)
+        c_x0, c_eps, c_noise = coef[i]
+        x = c_x0 * x0 + c_eps * eps
+        if eta > 0 and i + 1 < len(times):
+            x = x + c_noise * noise(i)
     return x
 
 
@@ -90,25 +95,23 @@ def ddim(denoiser: Denoiser, schedule: Schedule, x: torch.Tensor, noise: NoiseFn
 def dpmpp_2m(denoiser: Denoiser, schedule: Schedule, x: torch.Tensor, steps: int,
              threshold: Optional[float] = 0.9) -> torch.Tensor:
     times = trailing_timesteps(schedule.timesteps, steps)
-    abar = lambda t: schedule.abar(torch.tensor([t])).double()  # noqa: E731
-    lam = lambda a: 0.5 * (torch.log(a) - torch.log1p(-a))     # noqa: E731  log(alpha/sigma)
-    previous, h_previous = None, None
+    a = schedule.padded_abar(x.device)[torch.tensor(times, device=x.device) + 1]   # (steps,) float64
+    lam = 0.5 * (torch.log(a) - torch.log1p(-a))                                   # log(alpha / sigma)
+    h = lam[1:] - lam[:-1]                                                         # step sizes
+    sigma_ratio = ((1 - a[1:]) / (1 - a[:-1])).sqrt()
+    coef = a[1:].sqrt() * torch.expm1(-h)
+    r = torch.cat([h.new_ones(1), h[:-1] / h[1:]])                                 # h_{i-1} / h_i
+    c_now, c_prev = 1 + 1 / (2 * r), 1 / (2 * r)
+    table = [tuple(v.to(x.dtype) for v in row) for row in zip(sigma_ratio, coef, c_now, c_prev)]
+    previous = None
     for i, t in enumerate(times):
         x0, _, _ = _predict_x0(denoiser, x, t, schedule, threshold)
         if i + 1 == len(times):           # last step solves to sigma = 0: the data prediction itself
             return x0
-        s = times[i + 1]
-        a_t, a_s = abar(t), abar(s)
-        h = lam(a_s) - lam(a_t)
-        if previous is None or i + 2 == len(times):
-            d = x0
-        else:
-            r = h_previous / h
-            d = (1 + 1 / (2 * r)).to(x.dtype).to(x.device) * x0 - (1 / (2 * r)).to(x.dtype).to(x.device) * previous
-        sigma_ratio = ((1 - a_s) / (1 - a_t)).sqrt()
-        coef = a_s.sqrt() * torch.expm1(-h)
-        x = sigma_ratio.to(x.dtype).to(x.device) * x - coef.to(x.dtype).to(x.device) * d
-        previous, h_previous = x0, h
+        ratio, step_coef, w_now, w_prev = table[i]
+        d = x0 if previous is None or i + 2 == len(times) else w_now * x0 - w_prev * previous
+        x = ratio * x - step_coef * d
+        previous = x0
     return x
 
 

@@ -23,9 +23,16 @@ class Schedule:
         return self.betas.shape[0]
 
     def abar(self, t: torch.Tensor) -> torch.Tensor:
-        """abar at integer steps t; t = -1 means 'clean data' (abar = 1)."""
-        padded = torch.cat([self.alphas_cumprod.new_ones(1), self.alphas_cumprod])
-        return padded.to(t.device)[t.long() + 1]
+        """abar at integer steps t (float64, on t's device); t = -1 means 'clean data' (abar = 1)."""
+        return self.padded_abar(t.device)[t.long() + 1]
+
+    def padded_abar(self, device) -> torch.Tensor:
+        """[1, abar_0, ..., abar_{T-1}] on ``device``, cached: no host-device copy per sampling step."""
+        key = str(torch.device(device))
+        cache = self.__dict__.setdefault("_device_cache", {})
+        if key not in cache:
+            cache[key] = torch.cat([self.alphas_cumprod.new_ones(1), self.alphas_cumprod]).to(device)
+        return cache[key]
 
     def official_buffers(self) -> Dict[str, torch.Tensor]:
         """The float32 buffers the official GaussianDiffusion registers (for import checks and tests)."""

@@ -78,6 +78,11 @@ def markdown(results: Dict[str, object]) -> str:
         lines += ["", "| class | condition accuracy | n |", "|---|---|---|"]
         for name, v in results["condition_accuracy_per_class"].items():
             lines.append(f"| {name} | {_fmt(100 * v['accuracy'], 1)}% | {v['n']} |")
+    if "frame_fid" in results:
+        f = results["frame_fid"]
+        lines += ["", "| frame metric (paper Table 5) | value | frames real / generated |", "|---|---|---|",
+                  f"| FID | {_fmt(f['fid'])} | {f['n_real_frames']} / {f['n_gen_frames']} |",
+                  f"| sFID (mean ± std over subjects) | {_fmt(f['sfid_mean'])} ± {_fmt(f['sfid_std'])} | |"]
     counts = results["excluded"]["counts"]
     lines += ["", f"Excluded: {counts['real_corrupt']} corrupt real, {counts['generated_corrupt']} corrupt generated, "
               f"{counts['generated_missing']} missing generated videos. Groups with n ≤ {SMALL_GROUP} are dominated by "

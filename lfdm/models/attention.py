@@ -38,16 +38,24 @@ class RotaryEmbedding(nn.Module):
         self.register_buffer("freqs", 1.0 / theta ** (torch.arange(0, dim, 2)[: dim // 2].float() / dim),
                              persistent=False)
 
+    def _tables(self, n: int, device, dtype):
+        key = (n, str(device), dtype)
+        cache = self.__dict__.setdefault("_cache", {})
+        if key not in cache:
+            angles = torch.arange(n, device=device, dtype=self.freqs.dtype)[:, None] * self.freqs.to(device)
+            angles = angles.repeat_interleave(2, dim=-1)                                      # (n, d)
+            cache[key] = (angles.cos().to(dtype), angles.sin().to(dtype))
+        return cache[key]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (..., n, d): rotate the first 2*len(freqs) features by position along n."""
-        n = x.shape[-2]
-        angles = torch.arange(n, device=x.device, dtype=self.freqs.dtype)[:, None] * self.freqs   # (n, d/2)
-        angles = angles.repeat_interleave(2, dim=-1).to(x.dtype)                                 # (n, d)
-        rot = angles.shape[-1]
-        head, tail = x[..., :rot], x[..., rot:]
+        cos, sin = self._tables(x.shape[-2], x.device, x.dtype)
+        rot = cos.shape[-1]
+        head = x[..., :rot]
         pairs = head.unflatten(-1, (-1, 2))
         rotated_half = torch.stack([-pairs[..., 1], pairs[..., 0]], dim=-1).flatten(-2)
-        return torch.cat([head * angles.cos() + rotated_half * angles.sin(), tail], dim=-1)
+        out = head * cos + rotated_half * sin
+        return out if rot == x.shape[-1] else torch.cat([out, x[..., rot:]], dim=-1)
 
 
 class RelativePositionBias(nn.Module):

@@ -1,7 +1,7 @@
 """MRAA region predictor: K soft region heatmaps and, per region, a shift and a PCA affine.
 
 heatmap H_k = softmax over space of conv(hourglass(x 1/4)) / temperature
-shift  mu_k = sum_p H_k(p) p;   covariance Sigma_k = sum_p H_k(p) (p - mu_k)(p - mu_k)^T
+shift  mu_k = sum_p H_k(p) p;   covariance Sigma_k = sum_p H_k(p) (p - mu_k)(p - mu_k)^T (+ 1e-6 I)
 affine A_k  = U_k diag(sqrt(S_k)) with Sigma_k = U_k S_k U_k^T  (MRAA, Siarohin et al. 2021, Sec. 3.2)
 """
 from __future__ import annotations
@@ -18,6 +18,9 @@ from lfdm.models.linalg2x2 import symmetric_eig2x2
 from lfdm.models.warp import coordinate_grid
 
 
+COVARIANCE_FLOOR = 1e-6
+
+
 def region_params(heatmap: torch.Tensor) -> Dict[str, torch.Tensor]:
     """heatmap (B, K, h, w), summing to 1 over space -> shift (B, K, 2), covar (B, K, 2, 2), affine."""
     _, _, h, w = heatmap.shape
@@ -26,6 +29,9 @@ def region_params(heatmap: torch.Tensor) -> Dict[str, torch.Tensor]:
     shift = (weights * grid).sum(dim=(2, 3))                                 # (B, K, 2)
     centred = grid - shift[:, :, None, None, :]                              # (B, K, h, w, 2)
     covar = torch.einsum("bkhwi,bkhwj->bkij", centred * weights, centred)    # (B, K, 2, 2)
+    # A heatmap collapsed onto one pixel has a singular covariance, whose inverse (Gaussian heatmaps)
+    # and square root (affine) have no finite gradient; 1e-6 is far below any real region's spread.
+    covar = covar + COVARIANCE_FLOOR * torch.eye(2, device=covar.device, dtype=covar.dtype)
     u, s = symmetric_eig2x2(covar)
     affine = u * s.sqrt().unsqueeze(-2)                                      # U diag(sqrt S)
     return {"shift": shift, "covar": covar, "affine": affine, "heatmap": heatmap}

@@ -8,6 +8,7 @@ import torch
 
 from lfdm.config import LFDMConfig
 from lfdm.diffusion.guidance import guided
+from lfdm.diffusion.parameterisation import as_eps
 from lfdm.diffusion.samplers import PerVideoNoise, sample
 from lfdm.diffusion.schedule import cosine_schedule
 from lfdm.models.autoencoder import LatentFlowAutoencoder
@@ -81,7 +82,7 @@ class ImageToVideoPipeline:
             n = x.shape[0] // b
             return self.unet(x, t, text=text.repeat(n, 1), z0_features=z0_features.repeat(n, 1, 1, 1, 1),
                              use_null=null)
-        denoiser = guided(model, guidance, use_null)
+        denoiser = guided(as_eps(model, self.schedule, self.config.diffusion.prediction), guidance, use_null)
         x0 = sample(sampler, denoiser, self.schedule, noise(), noise, steps=steps,
                     eta=cfg.eta if eta is None else eta, threshold=self.config.diffusion.dynamic_threshold_quantile)
 

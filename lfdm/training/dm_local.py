@@ -52,7 +52,8 @@ def build_dm_state(cfg: LFDMConfig, lfae, text_embeddings: torch.Tensor, device:
     d = cfg.diffusion
     objective = DmObjective(unet, cosine_schedule(d), text_embeddings, d.cond_drop_prob,
                             encoder=lfae.encoder if jitter else None, jitter=jitter,
-                            min_snr_gamma=d.min_snr_gamma if d.loss_weighting == "min_snr" else None).to(device)
+                            min_snr_gamma=d.min_snr_gamma if d.loss_weighting == "min_snr" else None,
+                            prediction=d.prediction).to(device)
     stage = cfg.train.dm
     optimizer = build_optimizer(unet.parameters(), stage)
     ema = EMA(unet, stage.ema_decay) if stage.ema_decay else None

@@ -1,4 +1,5 @@
-"""Stage-2 objective as one module (for DDP): eps-MSE of the conditional 3D U-Net (paper Eq. 7).
+"""Stage-2 objective as one module (for DDP): eps-MSE of the conditional 3D U-Net (paper Eq. 7), or the
+x0-MSE when the network predicts x0 (diffusion.prediction).
 
 The class condition is the label's stored text embedding, replaced by the null embedding with
 probability ``cond_drop_prob`` (classifier-free guidance training). With colour jitter on, z0 is
@@ -23,7 +24,7 @@ from lfdm.models.unet3d import UNet3D
 class DmObjective(nn.Module):
     def __init__(self, unet: UNet3D, schedule: Schedule, text_embeddings: torch.Tensor, cond_drop_prob: float,
                  encoder: Optional[ImageEncoder] = None, jitter: Optional[ClipJitterConfig] = None,
-                 min_snr_gamma: Optional[float] = None):
+                 min_snr_gamma: Optional[float] = None, prediction: str = "eps"):
         super().__init__()
         self.unet = unet
         self.schedule = schedule
@@ -32,6 +33,7 @@ class DmObjective(nn.Module):
         self.encoder = encoder.eval().requires_grad_(False) if encoder is not None else None
         self.jitter = jitter
         self.min_snr_gamma = min_snr_gamma
+        self.prediction = prediction
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -59,7 +61,8 @@ class DmObjective(nn.Module):
 
         def denoiser(x_t, t):
             return self.unet(x_t, t, text=text, z0_features=z0_features, use_null=use_null)
-        return eps_mse_loss(denoiser, x0, self.schedule, generator=generator, min_snr_gamma=self.min_snr_gamma)
+        return eps_mse_loss(denoiser, x0, self.schedule, generator=generator, min_snr_gamma=self.min_snr_gamma,
+                            prediction=self.prediction)
 
 
 def dm_loss(objective: nn.Module, batch: dict, generator: torch.Generator):

@@ -109,3 +109,29 @@ def test_eps_mse_loss_is_zero_for_an_oracle():
     gen = torch.Generator().manual_seed(0)
     loss = eps_mse_loss(lambda x_t, t: eps_from_x0(x_t, schedule.abar(t), x0), x0, schedule, generator=gen)
     assert loss < 1e-6
+
+
+def test_x0_prediction_through_as_eps_recovers_x0_and_has_zero_loss_for_an_oracle():
+    from lfdm.diffusion.parameterisation import as_eps
+    schedule = cosine_schedule(DiffusionConfig())
+    x0 = torch.rand(2, 3, 4, 5, 5) * 1.6 - 0.8
+    network = lambda x_t, t: x0.expand_as(x_t)                       # noqa: E731  an oracle predicting x0
+    noise = PerVideoNoise([torch.Generator().manual_seed(i) for i in range(2)], x0.shape[1:], "cpu")
+    out = sample("dpmpp", as_eps(network, schedule, "x0"), schedule, noise(), noise, steps=10)
+    torch.testing.assert_close(out, x0, atol=2e-4, rtol=0)
+    loss = eps_mse_loss(network, x0, schedule, generator=torch.Generator().manual_seed(0), prediction="x0")
+    assert loss < 1e-10
+    with pytest.raises(ValueError, match="unknown prediction"):
+        as_eps(network, schedule, "v")
+
+
+def test_min_snr_weighting_keeps_the_oracle_minimum_and_downweights_easy_steps():
+    schedule = cosine_schedule(DiffusionConfig())
+    x0 = torch.randn(8, 3, 2, 2, 2)
+    oracle_eps = lambda x_t, t: eps_from_x0(x_t, schedule.abar(t), x0)  # noqa: E731
+    gen = lambda: torch.Generator().manual_seed(3)                      # noqa: E731
+    assert eps_mse_loss(oracle_eps, x0, schedule, gen(), min_snr_gamma=5.0) < 1e-6
+    zero = lambda x_t, t: torch.zeros_like(x_t)                         # noqa: E731  error 1 per element
+    uniform = eps_mse_loss(zero, x0, schedule, gen())
+    weighted = eps_mse_loss(zero, x0, schedule, gen(), min_snr_gamma=5.0)
+    assert weighted < uniform                                           # weights min(SNR, 5)/SNR <= 1

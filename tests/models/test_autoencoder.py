@@ -99,3 +99,14 @@ def test_shapes_of_other_presets(preset):
         out = model(x, x)
     latent = cfg.data.image_size // 4
     assert out["flow"].shape == (1, latent, latent, 2) and out["prediction"].shape == x.shape
+
+
+def test_degenerate_regions_keep_finite_gradients():
+    heat = torch.zeros(1, 3, 8, 8)
+    heat[0, 0, 3, 4] = 1.0                                   # collapsed onto one pixel: covariance 0
+    heat[0, 1] = 1 / 64                                      # uniform: isotropic covariance
+    heat[0, 2, 2:4, 2:4] = 0.25
+    heat.requires_grad_(True)
+    params = region_params(heat)
+    (params["affine"].sum() + inverse2x2(params["affine"]).sum()).backward()
+    assert torch.isfinite(params["affine"]).all() and torch.isfinite(heat.grad).all()

@@ -82,7 +82,7 @@ def test_one_batch_can_be_overfit():
     state = TrainState(objective, opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0))
     batch = tiny_batch()
     first = train_step(state, [batch], lfae_loss, noise_seed=0, device=torch.device("cpu"))["reconstruction"]
-    for step in range(120):
+    for step in range(450):          # the init favours the background motion: a few hundred steps
         last = train_step(state, [batch], lfae_loss, noise_seed=step, device=torch.device("cpu"))["reconstruction"]
     assert last < 0.35 * first, (first, last)
 

@@ -1,0 +1,88 @@
+"""Training throughput (samples/s) of both stages, and stage 2 from the flow cache vs recomputing every
+clip's flows with the frozen auto-encoder at each step (what the official code does).
+
+    python benchmarks/bench_train.py --preset demo64           # CPU
+    python benchmarks/bench_train.py --preset mug128 --bf16     # GPU
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Case, device_arg, run_cases  # noqa: E402
+
+from lfdm.diffusion.schedule import cosine_schedule  # noqa: E402
+from lfdm.models.autoencoder import LatentFlowAutoencoder  # noqa: E402
+from lfdm.models.unet3d import UNet3D  # noqa: E402
+from lfdm.models.warp import flow_to_target  # noqa: E402
+from lfdm.presets import get_preset  # noqa: E402
+from lfdm.training.dm_objective import DmObjective, dm_loss  # noqa: E402
+from lfdm.training.lfae_objective import LfaeObjective  # noqa: E402
+from lfdm.training.optim import build_optimizer, build_scheduler  # noqa: E402
+from lfdm.training.steps import TrainState, lfae_loss, train_step  # noqa: E402
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--preset", default="demo64")
+    p.add_argument("--device")
+    p.add_argument("--lfae-batch", type=int)
+    p.add_argument("--dm-batch", type=int)
+    p.add_argument("--bf16", action="store_true")
+    p.add_argument("--repeats", type=int, default=3)
+    args = p.parse_args()
+    device = device_arg(args.device)
+    cfg = get_preset(args.preset)
+    s, k = cfg.data.image_size, cfg.data.num_frames
+    h = s // 2 ** cfg.autoencoder.num_down_blocks
+    lb = args.lfae_batch or min(cfg.train.lfae.batch_size, 16)
+    db = args.dm_batch or cfg.train.dm.batch_size
+
+    lfae = LatentFlowAutoencoder(cfg.autoencoder)
+    objective = LfaeObjective(lfae, cfg.train.lfae_loss).to(device)
+    opt = build_optimizer(objective.parameters(), cfg.train.lfae)
+    lstate = TrainState(objective, opt, build_scheduler(opt, cfg.train.lfae))
+    pairs = {"source": torch.rand(lb, 3, s, s, device=device), "driving": torch.rand(lb, 3, s, s, device=device)}
+
+    unet = UNet3D(cfg.unet)
+    d = cfg.diffusion
+    dm = DmObjective(unet, cosine_schedule(d), torch.randn(4, cfg.unet.text_dim), d.cond_drop_prob,
+                     prediction=d.prediction).to(device)
+    dopt = build_optimizer(unet.parameters(), cfg.train.dm)
+    dstate = TrainState(dm, dopt, build_scheduler(dopt, cfg.train.dm))
+    cached = {"x0": torch.randn(db, 3, k, h, h, device=device) * 0.1,
+              "z0": torch.randn(db, cfg.unet.latent_channels, h, h, device=device),
+              "label": torch.randint(0, 4, (db,), device=device)}
+    frozen = lfae.eval()
+    videos = torch.rand(db, k, 3, s, s, device=device)
+
+    def recompute_batch():
+        with torch.no_grad():                        # the official loop: K flows per clip, every step
+            src = videos[:, 0]
+            flows, occs = [], []
+            for j in range(k):
+                f, m, _, _ = frozen.estimate_flow(src, videos[:, j])
+                flows.append(f)
+                occs.append(m[:, 0])
+            x0 = flow_to_target(torch.stack(flows, 1), torch.stack(occs, 1), d.residual_flow)
+            z0 = frozen.encode(src)[-1]
+        return {"x0": x0, "z0": z0, "label": cached["label"]}
+
+    dev = device
+    step = lambda state, batch, fn: train_step(state, [batch], fn, noise_seed=0, device=dev, bf16=args.bf16)  # noqa
+    params = {"preset": cfg.name, "bf16": args.bf16}
+    run_cases(f"train_{args.preset}_{device.type}", [
+        Case("stage 1 step", lambda: step(lstate, pairs, lfae_loss), lb, unit="sample", params={**params, "batch": lb}),
+        Case("stage 2 step, flows from the cache", lambda: step(dstate, cached, dm_loss), db, unit="sample",
+             params={**params, "batch": db}),
+        Case("stage 2 step, flows recomputed by the frozen LFAE", lambda: step(dstate, recompute_batch(), dm_loss), db,
+             unit="sample", params={**params, "batch": db}),
+    ], device, repeats=args.repeats, command="python benchmarks/bench_train.py " + " ".join(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,40 @@
+"""The demo at tiny size through the same code path as `make demo`."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.ray_jobs.conftest import RAY_TEST_ENV
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def test_tiny_demo_writes_a_consistent_report_and_reuses_stages(tmp_path):
+    out = tmp_path / "demo"
+    env = {**os.environ, **RAY_TEST_ENV, "RAY_TMPDIR": str(tmp_path / "ray")}
+    cmd = [sys.executable, "-m", "ray_jobs.demo", "--size", "tiny", "--out", str(out)]
+    first = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
+    assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-4000:]
+    last_line = first.stdout.strip().splitlines()[-1]
+    assert last_line == str(out / "report.html") and os.path.exists(last_line)
+    results = json.loads((out / "results.json").read_text())
+    for key in ("condition_accuracy", "fvd", "cfvd_mean", "cfvd_std", "sfvd_mean", "sfvd_std", "kvd", "wall_seconds"):
+        assert isinstance(results[key], float), key
+    evaluation = json.loads((out / "evaluate" / "results.json").read_text())
+    assert results["fvd"] == evaluation["fvd"] and results["n_gen"] == evaluation["n_gen"] == 9
+    assert results["protocol_hash"] == evaluation["protocol"]["hash"]
+    html = (out / "report.html").read_text()
+    for needle in ("Examples per class", "loss_curves.png", "cfvd_per_class.png", "condition accuracy", "Timings"):
+        assert needle in html, needle
+    gifs = sorted(p for p in (out / "examples").iterdir())
+    assert len(gifs) == 9 and all(f'src="examples/{p.name}"' in html for p in gifs)
+    assert (out / "loss_curves.png").stat().st_size > 1000
+    second = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
+    assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-4000:]
+    assert second.stdout.count("(reused)") == 6                        # every stage but the weights and report
+    assert json.loads((out / "results.json").read_text())["fvd"] == results["fvd"]
