@@ -46,7 +46,7 @@ SIZES = {
         spec=SyntheticSpec(num_subjects=3, test_subjects=1, videos_per_class=1, num_frames=12, image_size=32),
         overrides={"train.lfae.steps": 4, "train.lfae.checkpoint_every": 2, "train.dm.steps": 4,
                    "train.dm.checkpoint_every": 2},
-        num_videos=9, bootstrap=5, group_bootstrap=2, examples_per_class=1),
+        num_videos=18, real_clips_per_video=3, bootstrap=5, group_bootstrap=2, examples_per_class=1),
 }
 
 
@@ -136,9 +136,9 @@ def run_demo(out: str, size: str = "demo", log: Callable[[str], None] = print) -
     if summary.get("condition_accuracy") is not None:
         log(f"condition accuracy: {100 * summary['condition_accuracy']:.1f}% of {summary['n_gen']} generated videos "
             f"(motion classifier on held-out subjects)")
-    log(f"FVD {summary['fvd']:.1f}   cFVD {summary['cfvd_mean']:.1f} ± {summary['cfvd_std']:.1f}   "
-        f"sFVD {summary['sfvd_mean']:.1f} ± {summary['sfvd_std']:.1f}   KVD {summary['kvd']:.4f}   "
-        f"(n_real {summary['n_real']}, n_gen {summary['n_gen']}; reference I3D weights)")
+    f = lambda key, digits=1: "—" if summary.get(key) is None else f"{summary[key]:.{digits}f}"  # noqa: E731
+    log(f"FVD {f('fvd')}   cFVD {f('cfvd_mean')} ± {f('cfvd_std')}   sFVD {f('sfvd_mean')} ± {f('sfvd_std')}   "
+        f"KVD {f('kvd', 4)}   (n_real {summary['n_real']}, n_gen {summary['n_gen']}; reference I3D weights)")
     log(f"wall time: {summary['wall_seconds'] / 60:.1f} min   results: {os.path.join(out, 'results.json')}")
     return report_uri
 

@@ -5,7 +5,6 @@ GET  /v1/labels     the labels this model accepts, and the defaults
 GET  /healthz       liveness of the ingress and the generator
 The checkpoint is fixed by the deployment's config: nothing a client sends names a file or a model.
 """
-from __future__ import annotations
 
 import asyncio
 import base64
@@ -15,7 +14,7 @@ import os
 import time
 from collections import defaultdict
 from dataclasses import asdict
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 from fastapi import FastAPI, Request
@@ -26,10 +25,11 @@ from ray.serve.exceptions import BackPressureError
 from serve.schema import FORMATS, ApiError, Limits, validate_params
 
 TOKEN_ENV = "LFDM_SERVE_TOKEN"
-RETRY_AFTER_S = 2
+RETRY_AFTER_S = 2   # saturation: the 503 of Serve's back-pressure (max_queued_requests) carries Retry-After
 
 
-@serve.deployment(name="generator", max_ongoing_requests=16, max_queued_requests=32, health_check_period_s=10)
+@serve.deployment(name="generator", max_ongoing_requests=16, max_queued_requests=32, health_check_period_s=10,
+                  backpressure_config={"status_code": 503, "retry_after_s": RETRY_AFTER_S})
 class Generator:
     """Holds the pipeline on its device; compatible requests (same sampler, steps, guidance, frames) of a
     batch run as one pipeline call. Per-request seeds keep every video independent of its batch."""
@@ -67,7 +67,7 @@ class Generator:
         results: List[Dict[str, Any]] = [{} for _ in requests]
         for (sampler, steps, guidance, frames), idx in groups.items():
             start = time.time()
-            images = torch.stack([torch.from_numpy(requests[i]["image"]) for i in idx])
+            images = torch.stack([torch.tensor(requests[i]["image"]) for i in idx])   # object-store arrays are read-only
             out = self.pipe(images, [requests[i]["label"] for i in idx], seeds=[requests[i]["seed"] for i in idx],
                             sampler=sampler, steps=steps, guidance=guidance, num_frames=frames)
             seconds = time.time() - start
@@ -102,6 +102,11 @@ GENERATE_OPENAPI = {
 }
 
 
+def _saturated() -> JSONResponse:
+    return JSONResponse({"error": {"code": "saturated", "message": "the sampler is saturated; retry later"}},
+                        status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
+
+
 def _error(exc: ApiError) -> JSONResponse:
     return JSONResponse({"error": {"code": exc.code, "message": exc.message}}, status_code=exc.status)
 
@@ -110,11 +115,12 @@ def _error(exc: ApiError) -> JSONResponse:
                   backpressure_config={"status_code": 503, "retry_after_s": RETRY_AFTER_S})
 @serve.ingress(app)
 class Ingress:
-    def __init__(self, generator, limits: Dict[str, Any] | None = None):
+    def __init__(self, generator, limits: Optional[Dict[str, Any]] = None):
         self.generator = generator
         self.limits = Limits(**(limits or {}))
         self.token = os.environ.get(TOKEN_ENV) or None
         self._info = None
+        self.in_flight = 0
 
     async def info(self) -> Dict[str, Any]:
         if self._info is None:
@@ -150,13 +156,17 @@ class Ingress:
             image = self._image(image_bytes, info["image_size"])
         except ApiError as exc:
             return _error(exc)
+        if self.in_flight >= self.limits.max_in_flight:
+            return _saturated()
+        self.in_flight += 1
         try:
             result = await self.generator.generate.remote({"image": image, "label": params.label, "seed": params.seed,
                                                            "sampler": params.sampler, "steps": params.steps,
                                                            "guidance": params.guidance, "frames": params.frames})
         except BackPressureError:
-            return JSONResponse({"error": {"code": "saturated", "message": "the generator queue is full; retry later"}},
-                                status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
+            return _saturated()
+        finally:
+            self.in_flight -= 1
         encode_start = time.time()
         metadata = {"label": params.label, "seed": params.seed, "sampler": params.sampler, "steps": params.steps,
                     "guidance": params.guidance, "frames": params.frames, "format": params.format,

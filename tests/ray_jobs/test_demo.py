@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.ray_jobs.conftest import RAY_TEST_ENV
+from tests.ray_jobs.conftest import RAY_TEST_ENV, short_ray_tmpdir
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -16,7 +16,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 def test_tiny_demo_writes_a_consistent_report_and_reuses_stages(tmp_path):
     out = tmp_path / "demo"
-    env = {**os.environ, **RAY_TEST_ENV, "RAY_TMPDIR": str(tmp_path / "ray")}
+    env = {**os.environ, **RAY_TEST_ENV, "RAY_TMPDIR": short_ray_tmpdir()}
     cmd = [sys.executable, "-m", "ray_jobs.demo", "--size", "tiny", "--out", str(out)]
     first = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
     assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-4000:]
@@ -26,7 +26,7 @@ def test_tiny_demo_writes_a_consistent_report_and_reuses_stages(tmp_path):
     for key in ("condition_accuracy", "fvd", "cfvd_mean", "cfvd_std", "sfvd_mean", "sfvd_std", "kvd", "wall_seconds"):
         assert isinstance(results[key], float), key
     evaluation = json.loads((out / "evaluate" / "results.json").read_text())
-    assert results["fvd"] == evaluation["fvd"] and results["n_gen"] == evaluation["n_gen"] == 9
+    assert results["fvd"] == evaluation["fvd"] and results["n_gen"] == evaluation["n_gen"] == 18
     assert results["protocol_hash"] == evaluation["protocol"]["hash"]
     html = (out / "report.html").read_text()
     for needle in ("Examples per class", "loss_curves.png", "cfvd_per_class.png", "condition accuracy", "Timings"):

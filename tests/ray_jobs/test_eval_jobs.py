@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ from lfdm.models.unet3d import UNet3D
 from lfdm.presets import get_preset
 from lfdm.training import checkpoint as ckpt
 from lfdm.training.dm_local import export_tensors
-from tests.ray_jobs.conftest import RAY_TEST_ENV
+from tests.ray_jobs.conftest import RAY_TEST_ENV, kill_ray_cluster, short_ray_tmpdir
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -53,19 +52,22 @@ def test_generation_killed_midway_resumes_with_one_output_per_video(tmp_path, ti
     root, _ = tiny_dataset
     out, n = str(tmp_path / "runs"), 16
     args = gen_args(out, "gen", root / "manifest.parquet", tiny_model, n, actors=1)
-    env = {**os.environ, **RAY_TEST_ENV, "RAY_TMPDIR": str(tmp_path / "ray")}
+    env = {**os.environ, **RAY_TEST_ENV, "RAY_TMPDIR": short_ray_tmpdir()}
     meta = os.path.join(out, "gen", "meta")
     proc = subprocess.Popen([sys.executable, "-m", "ray_jobs.generate", *args], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
         if os.path.isdir(meta) and len(os.listdir(meta)) >= 4:
-            os.killpg(proc.pid, signal.SIGKILL)
+            kill_ray_cluster(env["RAY_TMPDIR"])                  # driver, raylet and every actor
             break
         time.sleep(0.2)
     proc.wait(60)
+    time.sleep(2)
+    assert kill_ray_cluster(env["RAY_TMPDIR"]) == 0                 # nothing of the killed job survived
     done_before = len([f for f in os.listdir(meta) if f.endswith(".json")])
     assert 0 < done_before < n, "the job should have been killed midway"
+    env["RAY_TMPDIR"] = short_ray_tmpdir()
     result = subprocess.run([sys.executable, "-m", "ray_jobs.generate", *args], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
