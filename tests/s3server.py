@@ -31,13 +31,14 @@ class SeaweedS3:
     def __init__(self):
         self.dir = tempfile.mkdtemp(prefix="weed-")
         self.port = free_port()
-        ports = [free_port() for _ in range(6)]
+        ports = [free_port() for _ in range(7)]   # every port explicit: defaults like s3 + 10000 can exceed 65535
         env = {**os.environ, "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
         self.ports = ports + [self.port]
         cmd = [weed_binary(), f"-logdir={self.dir}", "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={self.dir}",
                f"-master.port={ports[0]}", f"-master.port.grpc={ports[1]}", f"-volume.port={ports[2]}",
                f"-volume.port.grpc={ports[3]}", "-filer", f"-filer.port={ports[4]}", f"-filer.port.grpc={ports[5]}",
-               "-s3", f"-s3.port={self.port}", "-master.volumeSizeLimitMB=64", "-volume.max=50",
+               "-s3", f"-s3.port={self.port}", f"-s3.port.grpc={ports[6]}", "-s3.port.iceberg=0", "-s3.port.lance=0",
+               "-master.volumeSizeLimitMB=64", "-volume.max=50",
                f"-s3.localSocket={self.dir}/s3.sock", f"-filer.localSocket={self.dir}/filer.sock"]
         self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      start_new_session=True)
