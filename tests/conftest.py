@@ -30,4 +30,4 @@ def tiny_dataset(tmp_path_factory):
     return root, manifest
 
 
-from tests.ray_fixtures import ray_session, s3_server  # noqa: E402,F401  (session fixtures)
+from tests.ray_fixtures import ray_session, ray_tmpdir, s3_server  # noqa: E402,F401  (shared fixtures)

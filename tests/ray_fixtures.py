@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 
 import pytest
@@ -22,11 +23,27 @@ def ray_session(tmp_path_factory):
     for k, v in RAY_TEST_ENV.items():
         os.environ.setdefault(k, v)
     import ray
+    temp_dir = short_ray_tmpdir()
     # more logical CPUs than cores: 2 Train workers + Data tasks deadlock on 2 CPUs otherwise
     ray.init(num_cpus=4, include_dashboard=False, object_store_memory=256 * 2**20,
-             _temp_dir=short_ray_tmpdir(), log_to_driver=True)
+             _temp_dir=temp_dir, log_to_driver=True)
     yield ray
     ray.shutdown()
+    shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.fixture()
+def ray_tmpdir():
+    """Factory of short RAY_TMPDIRs for Ray instances started by subprocesses; removed after the test."""
+    made = []
+
+    def make() -> str:
+        made.append(short_ray_tmpdir())
+        return made[-1]
+    yield make
+    for path in made:
+        kill_ray_cluster(path)
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

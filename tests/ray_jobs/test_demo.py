@@ -8,15 +8,15 @@ import sys
 
 import pytest
 
-from tests.ray_jobs.conftest import RAY_TEST_ENV, short_ray_tmpdir
+from tests.ray_jobs.conftest import RAY_TEST_ENV
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def test_tiny_demo_writes_a_consistent_report_and_reuses_stages(tmp_path):
+def test_tiny_demo_writes_a_consistent_report_and_reuses_stages(tmp_path, ray_tmpdir):
     out = tmp_path / "demo"
-    env = {**os.environ, **RAY_TEST_ENV, "RAY_TMPDIR": short_ray_tmpdir()}
+    env = {**os.environ, **RAY_TEST_ENV, "RAY_TMPDIR": ray_tmpdir()}
     cmd = [sys.executable, "-m", "ray_jobs.demo", "--size", "tiny", "--out", str(out)]
     first = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
     assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-4000:]

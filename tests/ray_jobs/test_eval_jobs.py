@@ -18,7 +18,7 @@ from lfdm.models.unet3d import UNet3D
 from lfdm.presets import get_preset
 from lfdm.training import checkpoint as ckpt
 from lfdm.training.dm_local import export_tensors
-from tests.ray_jobs.conftest import RAY_TEST_ENV, kill_ray_cluster, short_ray_tmpdir
+from tests.ray_jobs.conftest import RAY_TEST_ENV, kill_ray_cluster
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -48,11 +48,11 @@ def gen_args(out, name, data, model, n, **extra):
     return ["--set", *sets, *[f"{k}={v}" for k, v in extra.items()]]
 
 
-def test_generation_killed_midway_resumes_with_one_output_per_video(tmp_path, tiny_dataset, tiny_model):
+def test_generation_killed_midway_resumes_with_one_output_per_video(tmp_path, tiny_dataset, tiny_model, ray_tmpdir):
     root, _ = tiny_dataset
     out, n = str(tmp_path / "runs"), 16
     args = gen_args(out, "gen", root / "manifest.parquet", tiny_model, n, actors=1)
-    env = {**os.environ, **RAY_TEST_ENV, "RAY_TMPDIR": short_ray_tmpdir()}
+    env = {**os.environ, **RAY_TEST_ENV, "RAY_TMPDIR": ray_tmpdir()}
     meta = os.path.join(out, "gen", "meta")
     proc = subprocess.Popen([sys.executable, "-m", "ray_jobs.generate", *args], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -67,7 +67,7 @@ def test_generation_killed_midway_resumes_with_one_output_per_video(tmp_path, ti
     assert kill_ray_cluster(env["RAY_TMPDIR"]) == 0                 # nothing of the killed job survived
     done_before = len([f for f in os.listdir(meta) if f.endswith(".json")])
     assert 0 < done_before < n, "the job should have been killed midway"
-    env["RAY_TMPDIR"] = short_ray_tmpdir()
+    env["RAY_TMPDIR"] = ray_tmpdir()
     result = subprocess.run([sys.executable, "-m", "ray_jobs.generate", *args], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

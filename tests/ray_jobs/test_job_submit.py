@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from lfdm.training import checkpoint as ckpt
-from tests.ray_jobs.conftest import RAY_TEST_ENV, kill_ray_cluster, short_ray_tmpdir
+from tests.ray_jobs.conftest import RAY_TEST_ENV, kill_ray_cluster
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -25,9 +25,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_ray_job_submit_against_a_started_cluster(tmp_path, tiny_dataset):
+def test_ray_job_submit_against_a_started_cluster(tmp_path, tiny_dataset, ray_tmpdir):
     root, _ = tiny_dataset
-    temp_dir, port, dashboard = short_ray_tmpdir(), free_port(), free_port()
+    temp_dir, port, dashboard = ray_tmpdir(), free_port(), free_port()
     env = {**os.environ, **RAY_TEST_ENV, "PATH": BIN + os.pathsep + os.environ["PATH"], "RAY_TMPDIR": temp_dir}
     head = subprocess.Popen(
         [os.path.join(BIN, "ray"), "start", "--head", "--block", f"--port={port}", "--node-ip-address=127.0.0.1",

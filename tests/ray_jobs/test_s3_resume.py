@@ -12,7 +12,7 @@ import pytest
 
 from lfdm.io import storage
 from lfdm.training import checkpoint as ckpt
-from tests.ray_jobs.conftest import RAY_TEST_ENV, kill_ray_cluster, short_ray_tmpdir
+from tests.ray_jobs.conftest import RAY_TEST_ENV, kill_ray_cluster
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -38,11 +38,11 @@ def run_job(env, args, kill_when=None, timeout=420):
             kill_ray_cluster(env["RAY_TMPDIR"])
 
 
-def test_s3_checkpoints_hard_kill_and_resume(s3_server, tmp_path, tiny_dataset):
+def test_s3_checkpoints_hard_kill_and_resume(s3_server, tmp_path, tiny_dataset, ray_tmpdir):
     root, _ = tiny_dataset
     client = s3_server.client()
     client.create_bucket(Bucket="lfdm-test")
-    env = {**os.environ, **RAY_TEST_ENV, **s3_server.env(), "RAY_TMPDIR": short_ray_tmpdir()}
+    env = {**os.environ, **RAY_TEST_ENV, **s3_server.env(), "RAY_TMPDIR": ray_tmpdir()}
     os.environ.update(s3_server.env())          # for our own storage calls below
     run = "s3://lfdm-test/runs/s3run"
     args = ["--set", "preset=tiny", f"data={root / 'manifest.parquet'}", "output=s3://lfdm-test/runs",
@@ -62,7 +62,7 @@ def test_s3_checkpoints_hard_kill_and_resume(s3_server, tmp_path, tiny_dataset):
     # what a worker hard-killed during an upload leaves behind: an unregistered folder without config.json
     orphan = "runs/s3run/checkpoint_2099-01-01_00-00-00.000000/model.safetensors"
     client.put_object(Bucket="lfdm-test", Key=orphan, Body=b"\0" * 10)
-    env = {**env, "RAY_TMPDIR": short_ray_tmpdir()}
+    env = {**env, "RAY_TMPDIR": ray_tmpdir()}
     code, log = run_job(env, args)
     assert code == 0, log
     resumed = [int(m) for m in re.findall(r"resumed from checkpoint at step (\d+)", log)]
