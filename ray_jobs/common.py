@@ -140,14 +140,30 @@ def init_ray(address: Optional[str] = None) -> None:
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS")
+    runtime_env = {"worker_process_setup_hook": quiet_ray_internals}
     if address and address != "local":
-        ray.init(address=address)
+        ray.init(address=address, runtime_env=runtime_env)
         return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
     os.environ.setdefault("RAY_DATA_EXECUTION_NO_PROGRESS_TIMEOUT_S", "600")
     ray.init(num_cpus=max(4, os.cpu_count() or 1), include_dashboard=False,
-             object_store_memory=512 * 2**20, log_to_driver=True)
+             object_store_memory=512 * 2**20, log_to_driver=True, runtime_env=runtime_env)
+
+
+def quiet_ray_internals() -> None:
+    """Worker setup hook: drop two Ray Train V2 messages that drown the job's own progress lines.
+
+    "Reporting training result ..." (INFO, every ``ray.train.report``) repeats our metrics line, and
+    "Failed to query Ray Train Controller actor state" (WARNING, every few seconds) only means the
+    State API is absent because the embedded instance runs without the dashboard. Both loggers are
+    named by file path in Ray 2.60, hence the module ``__file__`` lookups.
+    """
+    import logging
+    from ray.train.v2._internal.execution import context
+    from ray.train.v2._internal.execution.controller import placement_group_cleaner
+    logging.getLogger(context.__file__).setLevel(logging.WARNING)
+    logging.getLogger(placement_group_cleaner.__file__).setLevel(logging.ERROR)
 
 
 def ray_storage(uri: str):

@@ -39,7 +39,7 @@ SIZES = {
         preset="demo64",
         spec=SyntheticSpec(num_subjects=10, test_subjects=2, videos_per_class=3, num_frames=24, image_size=64),
         overrides={"train.lfae.steps": 900, "train.lfae.checkpoint_every": 300, "train.lfae.log_every": 25,
-                   "train.dm.steps": 1200, "train.dm.checkpoint_every": 400, "train.dm.log_every": 25},
+                   "train.dm.steps": 1000, "train.dm.checkpoint_every": 250, "train.dm.log_every": 25},
         num_videos=90),
     "tiny": DemoSize(
         preset="tiny",

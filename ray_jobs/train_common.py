@@ -25,7 +25,7 @@ from lfdm.io import storage
 from lfdm.io.seeding import derive_seed
 from lfdm.training import checkpoint as ckpt
 from lfdm.training.batching import step_batches
-from lfdm.training.loop import to_device
+from lfdm.training.loop import metrics_line, to_device
 from lfdm.training.steps import LossFn, TrainState, split_batch, train_step
 from ray_jobs.common import JobConfig, init_ray, ray_storage
 
@@ -119,6 +119,7 @@ def _report(metrics: dict, stage: Stage, cfg: LFDMConfig, job: JobConfig, rank: 
     import ray.train
     if rank == 0:
         _append_metrics(job, metrics)
+        print(f"[{job.name}] {metrics_line({'step': metrics['step'], **metrics})}", flush=True)
     if not save:
         ray.train.report(metrics)
         return

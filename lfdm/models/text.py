@@ -52,6 +52,26 @@ def embed_labels(labels: Sequence[str], encoder: str, max_length: int = 64,
     return ((hidden[:, 1:] * mask).sum(1) / (mask.sum(1) + eps)).float()
 
 
+def whiten_label_embeddings(embeddings: torch.Tensor) -> torch.Tensor:
+    """Whiten a label set's embeddings (n, D) -> (n, D): equally distinct labels, same mean norm.
+
+    Sentences that differ by one word ("move up" / "move down", cosine 0.78 with MiniLM) give nearly
+    equal raw embeddings, and a small model must first learn to amplify that difference. Whitening
+    over the label set maps the centred embeddings c = E - mean to U V^T (from c = U S V^T), whose
+    Gram matrix is I - 11^T/n: every pair at the same distance, the mean (= the zero null embedding)
+    equidistant from all. Rows are rescaled to the raw embeddings' mean norm. Off in the paper presets.
+    """
+    n = embeddings.shape[0]
+    if n < 2:
+        return embeddings
+    e = embeddings.double()
+    u, s, vh = torch.linalg.svd(e - e.mean(0), full_matrices=False)
+    rank = int((s > s[0] * 1e-6).sum())
+    white = u[:, :rank] @ vh[:rank]                                           # (n, D), Gram = I - 11^T/n
+    scale = e.norm(dim=1).mean() / white.norm(dim=1).mean()
+    return (white * scale).to(embeddings.dtype)
+
+
 def label_index(labels: List[str], label: str) -> int:
     """Index of ``label`` in the checkpoint's list; unknown labels are errors listing the accepted ones."""
     try:

@@ -30,6 +30,7 @@ def evaluate_reconstruction(model: LatentFlowAutoencoder, manifest_uri: str, spl
         raise ValueError(f"{manifest_uri} has no videos in split {split!r}")
     model = model.to(device).eval()
     lfae, copy = MeanAbsoluteError(), MeanAbsoluteError()
+    per_class: Dict[str, tuple] = {}
     for record in tqdm(records, desc=f"reconstruction ({split})", unit="video", disable=not progress):
         indices = clip_indices(record.num_frames, NUM_DRIVING_FRAMES, "uniform")
         frames = load_frames(record, [0, *indices], image_size).to(device)   # (1 + 40, 3, S, S)
@@ -44,8 +45,14 @@ def evaluate_reconstruction(model: LatentFlowAutoencoder, manifest_uri: str, spl
             prediction = model.decode(skips, source, flow, occlusion)
             lfae.update(prediction, chunk)
             copy.update(src, chunk)
+            class_lfae, class_copy = per_class.setdefault(record.label_text, (MeanAbsoluteError(), MeanAbsoluteError()))
+            class_lfae.update(prediction, chunk)
+            class_copy.update(src, chunk)
     return {"split": split, "videos": len(records), "frames": lfae.count // (3 * image_size ** 2),
             "lfae_l1": lfae.value, "copy_source_l1": copy.value,
             "relative_to_copy": lfae.value / copy.value,
+            "per_class": {label: {"lfae_l1": a.value, "copy_source_l1": b.value,
+                                  "relative_to_copy": a.value / b.value if b.value else None}
+                          for label, (a, b) in sorted(per_class.items())},
             "protocol": {"source": "frame 0", "driving": f"{NUM_DRIVING_FRAMES} uniform (linspace, last-frame padded)",
                          "range": "[0, 1] pixels", "metric": "mean absolute error"}}

@@ -15,7 +15,7 @@ from lfdm.diffusion.schedule import cosine_schedule
 from lfdm.io import storage
 from lfdm.io.images import grid, save_png
 from lfdm.io.seeding import seeded
-from lfdm.models.text import embed_labels
+from lfdm.models.text import embed_labels, whiten_label_embeddings
 from lfdm.models.unet3d import UNet3D
 from lfdm.training import checkpoint as ckpt
 from lfdm.training.batching import step_batches
@@ -33,7 +33,7 @@ def label_embeddings(cfg: LFDMConfig, labels: List[str]) -> torch.Tensor:
     if emb.shape[1] != cfg.unet.text_dim:
         raise ConfigError(f"text encoder {cfg.text.encoder!r} gives {emb.shape[1]}-d embeddings but "
                           f"unet.text_dim={cfg.unet.text_dim}; set unet.text_dim={emb.shape[1]}")
-    return emb
+    return whiten_label_embeddings(emb) if cfg.text.whiten else emb
 
 
 def check_cache(cfg: LFDMConfig, lfae_uri: str, flows_uri: str) -> dict:

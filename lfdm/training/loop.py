@@ -41,7 +41,7 @@ def run_loop(state: TrainState, batches: Iterable[dict], loss_fn: LossFn, stage:
             last["elapsed_s"] = now - start
             tick, tick_step = now, state.step
             lines.append(json.dumps(last))
-            log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in last.items()))
+            log(metrics_line(last))
         if stage.checkpoint_every and state.step % stage.checkpoint_every == 0 and not done:
             _flush(metrics_uri, lines)
             save(False)
@@ -52,6 +52,11 @@ def run_loop(state: TrainState, batches: Iterable[dict], loss_fn: LossFn, stage:
             break
     _flush(metrics_uri, lines)
     return last
+
+
+def metrics_line(metrics: dict) -> str:
+    """One progress line: ``step=50 loss=3.508 lr=0.001 ...``."""
+    return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
 
 
 def _flush(uri: str, lines: list) -> None:

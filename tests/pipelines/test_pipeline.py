@@ -9,7 +9,7 @@ from PIL import Image
 
 from lfdm.cli import main as cli
 from lfdm.models.autoencoder import LatentFlowAutoencoder
-from lfdm.models.text import embed_labels
+from lfdm.models.text import embed_labels, whiten_label_embeddings
 from lfdm.models.unet3d import UNet3D
 from lfdm.pipelines.image_to_video import ImageToVideoPipeline, load_pipeline
 from lfdm.presets import get_preset
@@ -68,6 +68,18 @@ def test_text_embedding_is_masked_mean_without_cls():
     with torch.no_grad():
         hidden = model(**ids).last_hidden_state[0]
     torch.testing.assert_close(emb[0], hidden[1:].mean(0), atol=1e-5, rtol=1e-5)
+
+
+def test_whitened_label_embeddings_are_equidistant_with_the_raw_mean_norm():
+    raw = torch.randn(5, 384, generator=torch.Generator().manual_seed(0)) + 3.0   # shared offset, like real ones
+    white = whiten_label_embeddings(raw)
+    n = raw.shape[0]
+    gram = white.double() @ white.double().T
+    expected = (torch.eye(n, dtype=torch.float64) - 1.0 / n) * gram.diagonal().mean() / (1 - 1.0 / n)
+    torch.testing.assert_close(gram, expected, atol=1e-3, rtol=1e-4)               # all pairs equally distinct
+    torch.testing.assert_close(white.norm(dim=1).mean(), raw.norm(dim=1).mean())
+    torch.testing.assert_close(white.sum(0), torch.zeros(384), atol=1e-4, rtol=0)   # mean = the zero null embedding
+    torch.testing.assert_close(whiten_label_embeddings(raw[:1]), raw[:1])           # one label: unchanged
 
 
 def test_generate_cli_formats_and_errors(tmp_path, tiny_pipeline, capsys):
