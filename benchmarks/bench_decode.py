@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Case, device_arg, run_cases  # noqa: E402
 
 from lfdm.models.autoencoder import LatentFlowAutoencoder  # noqa: E402
-from lfdm.pipelines.image_to_video import decode_frames  # noqa: E402
+from lfdm.pipelines.image_to_video import auto_decode_batch, decode_frames  # noqa: E402
 from lfdm.presets import get_preset  # noqa: E402
 
 
@@ -25,10 +25,11 @@ def main() -> None:
     p.add_argument("--device")
     p.add_argument("--frames", type=int, default=40)
     p.add_argument("--batch", type=int, default=1, help="videos")
-    p.add_argument("--decode-batch", type=int, default=40, help="frames per decoder call")
+    p.add_argument("--decode-batch", type=int, default=0, help="frames per decoder call (0: the pipeline's auto choice)")
     p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args()
     device = device_arg(args.device)
+    args.decode_batch = args.decode_batch or auto_decode_batch(device)
     cfg = get_preset(args.preset)
     lfae = LatentFlowAutoencoder(cfg.autoencoder).to(device).eval()
     s, h = cfg.data.image_size, cfg.data.image_size // 4

@@ -188,7 +188,8 @@ class SampleConfig:
     eta: float = 0.0                     # DDIM stochasticity
     guidance: float = 1.0                # 1 = conditional model only (paper default)
     seed: int = 0
-    decode_batch: int = 16               # frames decoded per decoder call
+    decode_batch: int = 0                # frames per decoder call; 0 = auto (pipelines.image_to_video.auto_decode_batch)
+    bf16: bool = False                   # denoiser under bf16 autocast; sampler arithmetic, warp and grid stay fp32
 
 
 @dataclass(frozen=True)

@@ -156,14 +156,14 @@ def quiet_ray_internals() -> None:
 
     "Reporting training result ..." (INFO, every ``ray.train.report``) repeats our metrics line, and
     "Failed to query Ray Train Controller actor state" (WARNING, every few seconds) only means the
-    State API is absent because the embedded instance runs without the dashboard. Both loggers are
-    named by file path in Ray 2.60, hence the module ``__file__`` lookups.
+    State API is absent because the embedded instance runs without the dashboard. The modules' own
+    logger objects are used because Ray 2.60 names one by file path and the other by module.
     """
     import logging
     from ray.train.v2._internal.execution import context
     from ray.train.v2._internal.execution.controller import placement_group_cleaner
-    logging.getLogger(context.__file__).setLevel(logging.WARNING)
-    logging.getLogger(placement_group_cleaner.__file__).setLevel(logging.ERROR)
+    context.logger.setLevel(logging.WARNING)
+    placement_group_cleaner.logger.setLevel(logging.ERROR)
 
 
 def ray_storage(uri: str):

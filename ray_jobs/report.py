@@ -87,7 +87,7 @@ def write_html(out_dir: str, results: dict, examples: Dict[str, List[str]], timi
                     for label, files in examples.items()]
     iv = results.get("fvd_interval")
     metrics = [["FVD", _f(results["fvd"]), f"[{_f(iv[0])}, {_f(iv[1])}]" if iv else "—", str(results["n_real"]), str(results["n_gen"])],
-               ["KVD", _f(results["kvd"], 4), f"± {_f(results['kvd_std'], 4)}", str(results["n_real"]), str(results["n_gen"])],
+               ["KVD", _f(results["kvd"], 4), "one estimate" if results["kvd_std"] is None else f"± {_f(results['kvd_std'], 4)}", str(results["n_real"]), str(results["n_gen"])],
                ["cFVD (mean ± std over classes)", _f(results.get("cfvd_mean")), f"± {_f(results.get('cfvd_std'))}", "", ""],
                ["sFVD (mean ± std over subjects)", _f(results.get("sfvd_mean")), f"± {_f(results.get('sfvd_std'))}", "", ""],
                ["condition accuracy", f"{100 * results['condition_accuracy']:.1f}%" if "condition_accuracy" in results else "—",

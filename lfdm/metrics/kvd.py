@@ -2,6 +2,8 @@
 k(x, y) = (x.y / d + 1)^3, averaged over random subsets."""
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 
 
@@ -18,12 +20,13 @@ def polynomial_mmd2_unbiased(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def kernel_distance(x: np.ndarray, y: np.ndarray, subsets: int = 100, subset_size: int = 1000,
-                    seed: int = 0) -> tuple[float, float]:
-    """(mean, std) of the unbiased MMD^2 over ``subsets`` random subsets (all samples when fewer)."""
+                    seed: int = 0) -> tuple[float, Optional[float]]:
+    """(mean, std) of the unbiased MMD^2 over ``subsets`` random subsets; with all samples in one
+    subset there is a single estimate and the std is None (not 0: nothing was measured)."""
     rng = np.random.default_rng(seed)
     size = min(subset_size, len(x), len(y))
     if size == len(x) == len(y) or subsets <= 1:
-        return polynomial_mmd2_unbiased(x[:size], y[:size]), 0.0
+        return polynomial_mmd2_unbiased(x[:size], y[:size]), None
     values = [polynomial_mmd2_unbiased(x[rng.choice(len(x), size, replace=False)],
                                        y[rng.choice(len(y), size, replace=False)]) for _ in range(subsets)]
     return float(np.mean(values)), float(np.std(values))

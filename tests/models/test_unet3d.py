@@ -40,6 +40,19 @@ def test_shapes_gradients_and_once_per_video_z0_equals_plain_form():
     assert not dead
 
 
+def test_bf16_autocast_forward_matches_fp32_within_tolerance():
+    """The bf16 optimisation (benchmarks/bench_denoiser.py --dtypes bf16): same function within 3 % relative L2."""
+    cfg = get_preset("tiny").unet
+    torch.manual_seed(0)
+    unet = UNet3D(cfg).eval()
+    x, t, text, z0 = tiny_inputs(cfg)
+    with torch.no_grad():
+        reference = unet(x, t, text=text, z0_features=unet.encode_condition(z0))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            fast = unet(x, t, text=text, z0_features=unet.encode_condition(z0)).float()
+    assert float((fast - reference).norm() / reference.norm()) < 0.03
+
+
 def test_learned_null_condition_is_a_parameter_and_used():
     cfg = get_preset("tiny", {"unet.learn_null_cond": True}).unet
     unet = UNet3D(cfg)

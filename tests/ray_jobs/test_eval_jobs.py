@@ -131,3 +131,29 @@ def test_evaluation_counts_and_excludes_corrupt_and_missing(ray_session, tmp_pat
     assert len(cached) == 1 and cached[0].startswith("real_")
     again = evaluate.run(job, log=lambda s: None)                        # real features reused from the cache
     assert again["fvd"] == pytest.approx(results["fvd"])
+
+
+def test_sweep_grid_shares_real_statistics_writes_table_and_plot_and_reuses_cells(
+        ray_session, tmp_path, tiny_dataset, tiny_model, i3d_weights):
+    from ray_jobs import sweep
+    from ray_jobs.common import load_job_config
+    root, _ = tiny_dataset
+    out = str(tmp_path / "runs")
+    job = load_job_config(None, ["preset=tiny", f"data={root / 'manifest.parquet'}", f"output={out}", "name=sw",
+                                 "generation.num_videos=4", "generation.batch_size=2",
+                                 f"sweep.checkpoints=[{tiny_model}]", "sweep.samplers=[ddim, dpmpp]",
+                                 "sweep.steps=[1, 2]", "sweep.guidance=[1.0]",
+                                 "evaluation.bootstrap=3", "evaluation.group_bootstrap=2"], [])
+    rows = sweep.run(job, log=lambda s: None)
+    assert [(r["sampler"], r["steps"]) for r in rows] == [("ddim", 1), ("ddim", 2), ("dpmpp", 1), ("dpmpp", 2)]
+    assert all(r["n_gen"] == 4 and np.isfinite(r["fvd"]) and r["seconds_per_video"] > 0 for r in rows)
+    assert len({r["fvd"] for r in rows}) > 1                               # the cells really differ
+    run_dir = os.path.join(out, "sw")
+    assert len(os.listdir(os.path.join(run_dir, "feature_cache"))) == 1   # one real-feature table for all cells
+    table = open(os.path.join(run_dir, "sweep.md")).read()
+    assert table.count("\n") == 2 + len(rows) and "| dpmpp | 2 |" in table
+    assert os.path.getsize(os.path.join(run_dir, "fvd_vs_steps.png")) > 1000
+    assert json.load(open(os.path.join(run_dir, "sweep.json"))) == json.loads(json.dumps(rows))
+    stamp = os.path.getmtime(os.path.join(run_dir, "ckpt0_ddim_1_g1", "evaluate", "results.json"))
+    assert sweep.run(job, log=lambda s: None) == rows                      # finished cells are reused
+    assert os.path.getmtime(os.path.join(run_dir, "ckpt0_ddim_1_g1", "evaluate", "results.json")) == stamp
