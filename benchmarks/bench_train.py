@@ -68,7 +68,7 @@ def main() -> None:
                 f, m, _, _ = frozen.estimate_flow(src, videos[:, j])
                 flows.append(f)
                 occs.append(m[:, 0])
-            x0 = flow_to_target(torch.stack(flows, 1), torch.stack(occs, 1), d.residual_flow)
+            x0 = flow_to_target(torch.stack(flows, 1), torch.stack(occs, 1), d.residual_flow, d.flow_scale)
             z0 = frozen.encode(src)[-1]
         return {"x0": x0, "z0": z0, "label": cached["label"]}
 

@@ -125,12 +125,16 @@ class DiffusionConfig:
     schedule: str = "cosine"
     cosine_s: float = 0.008
     max_beta: float = 0.9999
-    dynamic_threshold_quantile: float = 0.9
+    dynamic_threshold_quantile: Optional[float] = 0.9   # None: off (needed when flow_scale puts |x0| > 1)
     cond_drop_prob: float = 0.1          # classifier-free-guidance training dropout
     # Diffusion target: the absolute sampling grid (official default and released weights) or the
     # residual flow = grid - identity (the official code's use_residual_flow option), which is ~0
     # wherever nothing moves and trains far faster from scratch.
     residual_flow: bool = False
+    # Multiplies the (residual) flow channels of the target, like latent diffusion's scale factor: small
+    # motions (a zoom moves the grid by ~0.005 on average) otherwise barely register in the x0/eps loss
+    # next to the occlusion channel. 1.0 in the paper presets.
+    flow_scale: float = 1.0
     # Per-timestep weight of the eps-MSE: "uniform" (the paper) or "min_snr" (Hang et al. 2023:
     # w_t = min(SNR_t, gamma) / SNR_t; same minimiser, converges several times faster).
     loss_weighting: str = "uniform"

@@ -39,7 +39,9 @@ def build_stage(cfg, job, device, extra) -> Stage:
                              extra={"stage": "dm", "step": state.step, "lfae": job.lfae, "flows": job.flows,
                                     "ema": state.ema is not None, "ray_job": job.name})
 
-    return Stage(sc, objective, state, CachedClipDataset(videos, cfg.data, seed=sc.seed, residual_flow=cfg.diffusion.residual_flow), len(videos), dm_loss,
+    dataset = CachedClipDataset(videos, cfg.data, seed=sc.seed, residual_flow=cfg.diffusion.residual_flow,
+                                flow_scale=cfg.diffusion.flow_scale)
+    return Stage(sc, objective, state, dataset, len(videos), dm_loss,
                  "dm-train", step_tensors, restore, export, tuple(labels))
 
 

@@ -89,7 +89,7 @@ class ImageToVideoPipeline:
                     eta=cfg.eta if eta is None else eta, threshold=self.config.diffusion.dynamic_threshold_quantile)
 
         # 5. split into flows (B, K, h, w, 2) and occlusion maps (B, 1, K, h, w)
-        flows, occlusions = target_to_flow(x0, self.config.diffusion.residual_flow)
+        flows, occlusions = target_to_flow(x0, self.config.diffusion.residual_flow, self.config.diffusion.flow_scale)
 
         # 6. warp and decode every frame, in batches, from the once-encoded source
         batch = self.config.sample.decode_batch or auto_decode_batch(device)

@@ -21,7 +21,7 @@ from lfdm.training.flow_cache import VideoFlows
 
 class CachedClipDataset(Dataset):
     def __init__(self, videos: Sequence[VideoFlows], data: DataConfig, seed: int = 0, sampling: str | None = None,
-                 residual_flow: bool = False):
+                 residual_flow: bool = False, flow_scale: float = 1.0):
         if not videos:
             raise ValueError("no cached videos to train on")
         self.videos = list(videos)
@@ -29,6 +29,7 @@ class CachedClipDataset(Dataset):
         self.sampling = sampling or data.clip_sampling
         self.seed = seed
         self.residual_flow = residual_flow
+        self.flow_scale = flow_scale
 
     def __len__(self) -> int:
         return len(self.videos)
@@ -39,7 +40,7 @@ class CachedClipDataset(Dataset):
         idx = clip_indices(video.flow.shape[0], self.data.num_frames, self.sampling, rng)
         flow = torch.from_numpy(np.ascontiguousarray(video.flow[idx], dtype=np.float32))[None]
         occlusion = torch.from_numpy(np.ascontiguousarray(video.occlusion[idx], dtype=np.float32))[None]
-        return {"x0": flow_to_target(flow, occlusion, self.residual_flow)[0],
+        return {"x0": flow_to_target(flow, occlusion, self.residual_flow, self.flow_scale)[0],
                 "z0": torch.from_numpy(video.z0.astype(np.float32)),
                 "label": video.label,
                 "frame0": torch.from_numpy(video.frame0).permute(2, 0, 1),

@@ -118,7 +118,8 @@ def train_dm_local(cfg: LFDMConfig, lfae_uri: str, flows_uri: str, out_uri: str,
     if state.step >= stage.steps and ckpt.exists(out_uri):
         log_fn(f"stage 2 already trained to step {state.step}: {out_uri}")
         return out_uri
-    dataset = CachedClipDataset(videos, cfg.data, seed=stage.seed, residual_flow=cfg.diffusion.residual_flow)
+    dataset = CachedClipDataset(videos, cfg.data, seed=stage.seed, residual_flow=cfg.diffusion.residual_flow,
+                                flow_scale=cfg.diffusion.flow_scale)
     batches = step_batches(dataset, len(videos), stage.batch_size, stage.seed, state.step, stage.steps,
                            num_workers=stage.loader_workers)
     sample = lambda batch: save_dm_samples(  # noqa: E731

@@ -110,3 +110,16 @@ def test_degenerate_regions_keep_finite_gradients():
     params = region_params(heat)
     (params["affine"].sum() + inverse2x2(params["affine"]).sum()).backward()
     assert torch.isfinite(params["affine"]).all() and torch.isfinite(heat.grad).all()
+
+
+@pytest.mark.parametrize("residual,scale", [(False, 1.0), (True, 1.0), (True, 4.0)])
+def test_flow_target_round_trip_and_scale(residual, scale):
+    from lfdm.models.warp import flow_to_target, target_to_flow
+    g = torch.Generator().manual_seed(0)
+    flow, occlusion = torch.rand(2, 5, 8, 8, 2, generator=g) * 2 - 1, torch.rand(2, 5, 8, 8, generator=g)
+    x0 = flow_to_target(flow, occlusion, residual, scale)
+    assert x0.shape == (2, 3, 5, 8, 8)
+    back_flow, back_occlusion = target_to_flow(x0, residual, scale)
+    torch.testing.assert_close(back_flow, flow)
+    torch.testing.assert_close(back_occlusion[:, 0], occlusion)
+    torch.testing.assert_close(x0[:, :2], scale * flow_to_target(flow, occlusion, residual)[:, :2])
