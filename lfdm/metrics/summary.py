@@ -60,7 +60,8 @@ def markdown(results: Dict[str, object]) -> str:
     interval = results.get("fvd_interval")
     lines.append(f"| FVD | {_fmt(results['fvd'])} | {f'[{_fmt(interval[0])}, {_fmt(interval[1])}]' if interval else '—'}"
                  f" | {results['n_real']} | {results['n_gen']} |")
-    lines.append(f"| KVD | {_fmt(results['kvd'], 4)} | {"one estimate (all samples)" if results['kvd_std'] is None else "± " + _fmt(results['kvd_std'], 4)} | {results['n_real']} | {results['n_gen']} |")
+    kvd_spread = "one estimate (all samples)" if results["kvd_std"] is None else "± " + _fmt(results["kvd_std"], 4)
+    lines.append(f"| KVD | {_fmt(results['kvd'], 4)} | {kvd_spread} | {results['n_real']} | {results['n_gen']} |")
     if "cfvd_mean" in results:
         lines.append(f"| cFVD (mean ± std over classes) | {_fmt(results['cfvd_mean'])} | ± {_fmt(results['cfvd_std'])} | | |")
     lines.append(f"| sFVD (mean ± std over subjects) | {_fmt(results['sfvd_mean'])} | ± {_fmt(results['sfvd_std'])} | | |")
