@@ -7,20 +7,17 @@ intervals and group sizes, condition accuracy per class, the run's configuration
 from __future__ import annotations
 
 import html
-import io
 import json
 from typing import Dict, List
 
 import numpy as np
 
 from lfdm.io import storage
+from lfdm.io.figures import pyplot, save_figure
 
 
 def loss_curve_png(metrics_uris: Dict[str, str], uri: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, len(metrics_uris), figsize=(5 * len(metrics_uris), 3.2))
+    fig, axes = pyplot().subplots(1, len(metrics_uris), figsize=(5 * len(metrics_uris), 3.2))
     for ax, (title, metrics_uri) in zip(np.atleast_1d(axes), metrics_uris.items()):
         rows = [json.loads(line) for line in storage.read_text(metrics_uri).splitlines() if line.strip()] \
             if storage.exists(metrics_uri) else []
@@ -31,11 +28,7 @@ def loss_curve_png(metrics_uris: Dict[str, str], uri: str) -> None:
         ax.set_xlabel("step")
         ax.set_yscale("log")
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    storage.write_bytes(uri, buf.getvalue())
+    save_figure(fig, uri, dpi=100)
 
 
 def example_strips(checkpoint: str, manifest_uri: str, plan: List[dict], out_dir: str, per_class: int = 2) -> Dict[str, List[str]]:

@@ -8,13 +8,13 @@ steps with seconds per video beside it.
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import sys
 
 import numpy as np
 
 from lfdm.io import storage
+from lfdm.io.figures import pyplot, save_figure
 from ray_jobs import evaluate, generate
 from ray_jobs.common import job_argparser, load_job_config
 
@@ -57,9 +57,6 @@ def run(job, log=print) -> list:
 
 
 def write(rows: list, out: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     storage.write_text(storage.join(out, "sweep.json"), json.dumps(rows, indent=2))
     lines = ["| checkpoint | sampler | steps | guidance | FVD | KVD | cFVD | acc | s/video |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -68,7 +65,7 @@ def write(rows: list, out: str) -> None:
         lines.append(f"| {storage.basename(r['checkpoint'])} | {r['sampler']} | {r['steps']} | {r['guidance']:g} | "
                      f"{r['fvd']:.1f} | {r['kvd']:.4f} | {cf} | {acc} | {r['seconds_per_video']:.2f} |")
     storage.write_text(storage.join(out, "sweep.md"), "\n".join(lines) + "\n")
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = pyplot().subplots(figsize=(6, 3.5))
     ax2 = ax.twinx()
     for key in sorted({(r["checkpoint"], r["sampler"], r["guidance"]) for r in rows}):
         sel = sorted((r for r in rows if (r["checkpoint"], r["sampler"], r["guidance"]) == key), key=lambda r: r["steps"])
@@ -80,11 +77,7 @@ def write(rows: list, out: str) -> None:
     ax.set_ylabel("FVD (solid)")
     ax2.set_ylabel("seconds per video (dashed)")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    storage.write_bytes(storage.join(out, "fvd_vs_steps.png"), buf.getvalue())
+    save_figure(fig, storage.join(out, "fvd_vs_steps.png"))
 
 
 def main(argv=None) -> int:

@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 
 from lfdm.io import storage
+from lfdm.io.figures import pyplot, save_figure
 from lfdm.metrics.fvd import SMALL_GROUP, bootstrap_fvd, fvd_kvd, grouped_fvd
 
 
@@ -92,24 +93,16 @@ def markdown(results: Dict[str, object]) -> str:
 
 
 def group_plot(group: Dict[str, object], title: str, uri: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import io
-    import matplotlib.pyplot as plt
     names = [g for g, v in group["groups"].items() if v["fvd"] is not None]
     values = [group["groups"][g]["fvd"] for g in names]
     lo = [v - (group["groups"][g].get("interval") or [v, v])[0] for g, v in zip(names, values)]
     hi = [(group["groups"][g].get("interval") or [v, v])[1] - v for g, v in zip(names, values)]
-    fig, ax = plt.subplots(figsize=(max(4, 0.6 * len(names) + 2), 3.2))
+    fig, ax = pyplot().subplots(figsize=(max(4, 0.6 * len(names) + 2), 3.2))
     ax.bar(range(len(names)), values, yerr=[np.clip(lo, 0, None), np.clip(hi, 0, None)], capsize=3, color="#4c72b0")
     ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
     ax.set_ylabel("FVD")
     ax.set_title(title)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    storage.write_bytes(uri, buf.getvalue())
+    save_figure(fig, uri)
 
 
 def write_reports(results: Dict[str, object], out_uri: str) -> None:
