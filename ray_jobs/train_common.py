@@ -25,7 +25,7 @@ from lfdm.io import storage
 from lfdm.io.seeding import derive_seed
 from lfdm.training import checkpoint as ckpt
 from lfdm.training.batching import step_batches
-from lfdm.training.loop import metrics_line, to_device
+from lfdm.training.loop import append_lines, metrics_line, to_device
 from lfdm.training.steps import LossFn, TrainState, split_batch, train_step
 from ray_jobs.common import JobConfig, init_ray, ray_storage
 
@@ -108,17 +108,11 @@ def train_loop_per_worker(config: dict) -> None:
         stage.export(job.model_uri)
 
 
-def _append_metrics(job: JobConfig, metrics: dict) -> None:
-    """Keep every reported line (Ray's Result holds only the latest): RUN/metrics.jsonl, for loss curves."""
-    uri = storage.join(job.run_uri, "metrics.jsonl")
-    previous = storage.read_text(uri) if storage.exists(uri) else ""
-    storage.write_text(uri, previous + json.dumps(metrics) + "\n")
-
-
 def _report(metrics: dict, stage: Stage, cfg: LFDMConfig, job: JobConfig, rank: int, save: bool) -> None:
     import ray.train
     if rank == 0:
-        _append_metrics(job, metrics)
+        # every reported line, for loss curves (Ray's Result holds only the latest)
+        append_lines(storage.join(job.run_uri, "metrics.jsonl"), [json.dumps(metrics)])
         print(f"[{job.name}] {metrics_line({'step': metrics['step'], **metrics})}", flush=True)
     if not save:
         ray.train.report(metrics)

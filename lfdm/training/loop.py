@@ -43,14 +43,14 @@ def run_loop(state: TrainState, batches: Iterable[dict], loss_fn: LossFn, stage:
             lines.append(json.dumps(last))
             log(metrics_line(last))
         if stage.checkpoint_every and state.step % stage.checkpoint_every == 0 and not done:
-            _flush(metrics_uri, lines)
+            append_lines(metrics_uri, lines)
             save(False)
         if sample is not None and stage.sample_every and state.step % stage.sample_every == 0:
             sample(batch)
         if max_seconds is not None and time.time() - start > max_seconds and not done:
             log(f"time limit of {max_seconds:.0f}s reached at step {state.step}/{stage.steps}")
             break
-    _flush(metrics_uri, lines)
+    append_lines(metrics_uri, lines)
     return last
 
 
@@ -59,7 +59,9 @@ def metrics_line(metrics: dict) -> str:
     return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
 
 
-def _flush(uri: str, lines: list) -> None:
+def append_lines(uri: str, lines: list) -> None:
+    """Append ``lines`` to the text file at ``uri`` (rewritten whole: S3 objects cannot be appended to) and
+    empty the list."""
     if not lines:
         return
     previous = storage.read_text(uri) if storage.exists(uri) else ""
