@@ -32,6 +32,10 @@ def test_ray_job_submit_against_a_started_cluster(tmp_path, tiny_dataset, ray_tm
     head = subprocess.Popen(
         [os.path.join(BIN, "ray"), "start", "--head", "--block", f"--port={port}", "--node-ip-address=127.0.0.1",
          "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", "--num-cpus=4",
+         # the agents' default ports are fixed, and the session's embedded Ray (ray_session) may hold them:
+         # then the head comes up but no job agent ever registers ("No available agent to submit job")
+         f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
+         f"--runtime-env-agent-port={free_port()}", f"--metrics-export-port={free_port()}",
          "--object-store-memory=200000000", f"--temp-dir={temp_dir}", "--disable-usage-stats"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     address = f"http://127.0.0.1:{dashboard}"
@@ -46,11 +50,15 @@ def test_ray_job_submit_against_a_started_cluster(tmp_path, tiny_dataset, ray_tm
             assert time.time() < deadline and head.poll() is None, "the Ray head did not come up"
             time.sleep(1)
         out = tmp_path / "runs"
-        submit = subprocess.run(
-            [os.path.join(BIN, "ray"), "job", "submit", "--address", address, "--working-dir", ROOT, "--",
-             "python", "-m", "ray_jobs.train_lfae", "--set", "preset=tiny", f"data={root / 'manifest.parquet'}",
-             f"output={out}", "name=submitted", "num_workers=1", "--override", "train.lfae.steps=2"],
-            env=env, capture_output=True, text=True, timeout=600)
+        while True:   # the head answers before its node's job agent has registered: nothing is submitted then
+            submit = subprocess.run(
+                [os.path.join(BIN, "ray"), "job", "submit", "--address", address, "--working-dir", ROOT, "--",
+                 "python", "-m", "ray_jobs.train_lfae", "--set", "preset=tiny", f"data={root / 'manifest.parquet'}",
+                 f"output={out}", "name=submitted", "num_workers=1", "--override", "train.lfae.steps=2"],
+                env=env, capture_output=True, text=True, timeout=600)
+            if "No available agent to submit job" not in submit.stderr or time.time() > deadline + 60:
+                break
+            time.sleep(2)
         assert submit.returncode == 0, submit.stdout[-3000:] + submit.stderr[-3000:]
         assert "succeeded" in (submit.stdout + submit.stderr).lower()
         model, loaded = ckpt.load_lfae(str(out / "submitted" / "model"), preset="tiny")
