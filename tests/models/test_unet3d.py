@@ -7,7 +7,7 @@ import torch
 from lfdm.config import DiffusionConfig
 from lfdm.convert_dm import map_official_dm, rename
 from lfdm.diffusion.schedule import cosine_schedule
-from lfdm.models.attention import RotaryEmbedding
+from lfdm.models.attention import ChannelLayerNorm, RotaryEmbedding
 from lfdm.models.unet3d import UNet3D
 from lfdm.presets import get_preset
 from lfdm.training.checkpoint import CheckpointError, load_state_strict
@@ -51,6 +51,19 @@ def test_bf16_autocast_forward_matches_fp32_within_tolerance():
         with torch.autocast("cpu", dtype=torch.bfloat16):
             fast = unet(x, t, text=text, z0_features=unet.encode_condition(z0)).float()
     assert float((fast - reference).norm() / reference.norm()) < 0.03
+
+
+def test_channel_layer_norm_equals_the_per_position_formula():
+    torch.manual_seed(0)
+    norm = ChannelLayerNorm(6)
+    with torch.no_grad():
+        norm.gamma.copy_(torch.rand_like(norm.gamma) + 0.5)
+    x = torch.randn(2, 6, 3, 4, 5) * 3 + 1
+    mean = x.mean(1, keepdim=True)
+    var = ((x - mean) ** 2).mean(1, keepdim=True)
+    out = norm(x)
+    torch.testing.assert_close(out, (x - mean) / torch.sqrt(var + norm.eps) * norm.gamma, atol=1e-5, rtol=1e-5)
+    assert out.is_contiguous()    # channels-last strides would reach DDP's gradient buckets
 
 
 def test_learned_null_condition_is_a_parameter_and_used():

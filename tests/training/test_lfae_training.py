@@ -74,6 +74,23 @@ def test_decoder_only_trains_only_the_decoder():
     assert changed == {"decoder"}
 
 
+def test_cpu_bf16_step_keeps_fp32_weights_and_matches_fp32_loss():
+    cfg = get_preset("tiny")
+    losses, grads = {}, {}
+    for bf16 in (False, True):
+        torch.manual_seed(0)
+        objective = LfaeObjective(LatentFlowAutoencoder(cfg.autoencoder), cfg.train.lfae_loss)
+        opt = build_optimizer(objective.parameters(), cfg.train.lfae)
+        state = TrainState(objective, opt, build_scheduler(opt, cfg.train.lfae))
+        losses[bf16] = train_step(state, [tiny_batch()], lfae_loss, noise_seed=0, device=torch.device("cpu"),
+                                  bf16=bf16)["reconstruction"]
+        assert all(p.dtype == torch.float32 for p in objective.parameters())
+        grads[bf16] = torch.cat([p.grad.flatten() for p in objective.parameters() if p.grad is not None])
+    assert losses[True] == pytest.approx(losses[False], rel=0.05)
+    assert torch.isfinite(grads[True]).all()
+    assert torch.nn.functional.cosine_similarity(grads[True], grads[False], dim=0) > 0.9
+
+
 def test_one_batch_can_be_overfit():
     torch.manual_seed(0)
     cfg = get_preset("tiny", {"train.lfae.lr": 3e-3})
