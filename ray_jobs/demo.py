@@ -39,7 +39,7 @@ SIZES = {
         preset="demo64",
         spec=SyntheticSpec(num_subjects=10, test_subjects=2, videos_per_class=3, num_frames=24, image_size=64),
         overrides={"train.lfae.steps": 900, "train.lfae.checkpoint_every": 300, "train.lfae.log_every": 25,
-                   "train.dm.steps": 1350, "train.dm.checkpoint_every": 450, "train.dm.log_every": 25},
+                   "train.dm.steps": 1500, "train.dm.checkpoint_every": 500, "train.dm.log_every": 25},
         num_videos=72),
     "tiny": DemoSize(
         preset="tiny",
