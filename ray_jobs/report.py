@@ -103,7 +103,9 @@ generated videos whose motion the training-free motion classifier recognises as 
 <h2>Examples per class</h2>{_table(example_rows, ["class", "condition accuracy", "examples"])}
 <h2>Metrics</h2>{_table(metrics, ["metric", "value", "interval", "n_real", "n_gen"])}
 <p>FVD is biased ∝ 1/N: groups of a few hundred videos or fewer (flagged) are dominated by that bias; read them with
-their sizes and with KVD. Protocol (hash {html.escape(results['protocol']['hash'])}):</p>
+their sizes and with KVD. Intervals are bootstrap percentiles; a resample repeats videos, which shrinks the
+effective N and raises FVD, so at these sizes an interval can lie above its point estimate: it shows the spread,
+not a bias-corrected range. Protocol (hash {html.escape(results['protocol']['hash'])}):</p>
 <pre>{html.escape(json.dumps(results['protocol'], indent=2))}</pre>
 {''.join(groups)}
 <img src="cfvd_per_class.png" alt="cFVD per class"> <img src="sfvd_per_subject.png" alt="sFVD per subject">

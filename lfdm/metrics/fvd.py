@@ -72,7 +72,10 @@ def fvd_kvd(real: np.ndarray, fake: np.ndarray, ddof: int = 1, kvd_subsets: int 
 
 def bootstrap_fvd(real: np.ndarray, fake: np.ndarray, rounds: int, seed: int = 0, ddof: int = 1,
                   level: float = 0.95) -> Optional[list]:
-    """Percentile interval of FVD over resamplings (with replacement) of both sets."""
+    """Percentile interval of FVD over resamplings (with replacement) of both sets.
+
+    Duplicates in a resample lower the effective N and FVD grows as N shrinks, so for small sets the interval
+    sits above the point estimate, often excluding it: it measures spread, not a bias-corrected range."""
     if rounds <= 0:
         return None
     rng = np.random.default_rng(seed)
