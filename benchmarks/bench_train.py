@@ -73,12 +73,18 @@ def main() -> None:
         return {"x0": x0, "z0": z0, "label": cached["label"]}
 
     dev = device
-    step = lambda state, batch, fn: train_step(state, [batch], fn, noise_seed=0, device=dev, bf16=args.bf16)  # noqa
+    step = lambda state, batch, fn, bf16=args.bf16: train_step(state, [batch], fn, noise_seed=0, device=dev,  # noqa
+                                                               bf16=bf16)
     params = {"preset": cfg.name, "bf16": args.bf16}
+    # without --bf16, one extra row puts the bf16-autocast stage-2 step beside fp32 in the same run
+    bf16_row = [] if args.bf16 else [
+        Case("stage 2 step, flows from the cache, bf16 autocast", lambda: step(dstate, cached, dm_loss, True), db,
+             unit="sample", params={**params, "bf16": True, "batch": db})]
     run_cases(f"train_{args.preset}_{device.type}", [
         Case("stage 1 step", lambda: step(lstate, pairs, lfae_loss), lb, unit="sample", params={**params, "batch": lb}),
         Case("stage 2 step, flows from the cache", lambda: step(dstate, cached, dm_loss), db, unit="sample",
              params={**params, "batch": db}),
+        *bf16_row,
         Case("stage 2 step, flows recomputed by the frozen LFAE", lambda: step(dstate, recompute_batch(), dm_loss), db,
              unit="sample", params={**params, "batch": db}),
     ], device, repeats=args.repeats, command="python benchmarks/bench_train.py " + " ".join(sys.argv[1:]))
