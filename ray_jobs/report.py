@@ -14,6 +14,7 @@ import numpy as np
 
 from lfdm.io import storage
 from lfdm.io.figures import pyplot, save_figure
+from lfdm.metrics.summary import group_header, group_rows, headline_rows
 
 
 def loss_curve_png(metrics_uris: Dict[str, str], uri: str) -> None:
@@ -68,8 +69,8 @@ def _table(rows: List[List[str]], header: List[str]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _f(x, d=2):
-    return "—" if x is None else f"{x:.{d}f}"
+def _escaped(rows: List[List[str]]) -> List[List[str]]:
+    return [[html.escape(cell) for cell in row] for row in rows]
 
 
 def write_html(out_dir: str, results: dict, examples: Dict[str, List[str]], timings: Dict[str, float],
@@ -78,19 +79,10 @@ def write_html(out_dir: str, results: dict, examples: Dict[str, List[str]], timi
                              if label in accuracy else "—")
     example_rows = [[html.escape(label), acc_row(label), " ".join(f'<img src="{f}" alt="{html.escape(label)}">' for f in files)]
                     for label, files in examples.items()]
-    iv = results.get("fvd_interval")
-    metrics = [["FVD", _f(results["fvd"]), f"[{_f(iv[0])}, {_f(iv[1])}]" if iv else "—", str(results["n_real"]), str(results["n_gen"])],
-               ["KVD", _f(results["kvd"], 4), "one estimate" if results["kvd_std"] is None else f"± {_f(results['kvd_std'], 4)}", str(results["n_real"]), str(results["n_gen"])],
-               ["cFVD (mean ± std over classes)", _f(results.get("cfvd_mean")), f"± {_f(results.get('cfvd_std'))}", "", ""],
-               ["sFVD (mean ± std over subjects)", _f(results.get("sfvd_mean")), f"± {_f(results.get('sfvd_std'))}", "", ""],
-               ["condition accuracy", f"{100 * results['condition_accuracy']:.1f}%" if "condition_accuracy" in results else "—",
-                "", "", str(results["n_gen"])]]
     groups = []
     for key, title in (("cfvd", "class"), ("sfvd", "subject")):
         if key in results:
-            rows = [[html.escape(g), _f(v["fvd"]), f"[{_f(v['interval'][0])}, {_f(v['interval'][1])}]" if v.get("interval") else "—",
-                     str(v["n_real"]), str(v["n_gen"]), "yes" if v["small"] else "no"] for g, v in results[key]["groups"].items()]
-            groups.append(f"<h3>FVD per {title}</h3>" + _table(rows, [title, "FVD", "95% interval", "n_real", "n_gen", "n ≤ 400"]))
+            groups.append(f"<h3>FVD per {title}</h3>" + _table(_escaped(group_rows(results[key])), group_header(title)))
     timing_rows = [[html.escape(k), f"{v:.1f}"] for k, v in timings.items()]
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>LFDM demo report</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}}table{{border-collapse:collapse;margin:1em 0}}
@@ -101,7 +93,7 @@ pre{{background:#f6f6f6;padding:1em;overflow:auto;font-size:12px}}</style></head
 The source frames come from test-split subjects the models never saw in training. Condition accuracy is the share of
 generated videos whose motion the training-free motion classifier recognises as the requested class.</p>
 <h2>Examples per class</h2>{_table(example_rows, ["class", "condition accuracy", "examples"])}
-<h2>Metrics</h2>{_table(metrics, ["metric", "value", "interval", "n_real", "n_gen"])}
+<h2>Metrics</h2>{_table(_escaped(headline_rows(results)), ["metric", "value", "interval / std", "n_real", "n_gen"])}
 <p>FVD is biased ∝ 1/N: groups of a few hundred videos or fewer (flagged) are dominated by that bias; read them with
 their sizes and with KVD. Intervals are bootstrap percentiles; a resample repeats videos, which shrinks the
 effective N and raises FVD, so at these sizes an interval can lie above its point estimate: it shows the spread,

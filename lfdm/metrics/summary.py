@@ -56,26 +56,45 @@ def _fmt(x, digits=2) -> str:
     return "—" if x is None else f"{x:.{digits}f}"
 
 
+def headline_rows(results: Dict[str, object]) -> List[List[str]]:
+    """The metrics table, one copy for results.md and the demo's report: [metric, value, interval / std,
+    n_real, n_gen] per row."""
+    n_real, n_gen = str(results["n_real"]), str(results["n_gen"])
+    interval = results.get("fvd_interval")
+    kvd_spread = "one estimate (all samples)" if results["kvd_std"] is None else "± " + _fmt(results["kvd_std"], 4)
+    rows = [["FVD", _fmt(results["fvd"]), f"[{_fmt(interval[0])}, {_fmt(interval[1])}]" if interval else "—",
+             n_real, n_gen],
+            ["KVD", _fmt(results["kvd"], 4), kvd_spread, n_real, n_gen]]
+    if "cfvd_mean" in results:
+        rows.append(["cFVD (mean ± std over classes)", _fmt(results["cfvd_mean"]), "± " + _fmt(results["cfvd_std"]), "", ""])
+    rows.append(["sFVD (mean ± std over subjects)", _fmt(results["sfvd_mean"]), "± " + _fmt(results["sfvd_std"]), "", ""])
+    if "condition_accuracy" in results:
+        rows.append(["condition accuracy", _fmt(100 * results["condition_accuracy"], 1) + "%", "", "", n_gen])
+    return rows
+
+
+def group_header(title: str) -> List[str]:
+    return [title, "FVD", "95% interval", "n_real", "n_gen", f"n ≤ {SMALL_GROUP}"]
+
+
+def group_rows(grouped: Dict[str, object]) -> List[List[str]]:
+    """One row per group of a cFVD / sFVD result, in the columns of ``group_header``."""
+    rows = []
+    for g, v in grouped["groups"].items():
+        iv = v.get("interval")
+        rows.append([str(g), _fmt(v["fvd"]), f"[{_fmt(iv[0])}, {_fmt(iv[1])}]" if iv else "—",
+                     str(v["n_real"]), str(v["n_gen"]), "yes" if v["small"] else "no"])
+    return rows
+
+
 def markdown(results: Dict[str, object]) -> str:
     lines = ["| metric | value | interval / std | n_real | n_gen |", "|---|---|---|---|---|"]
-    interval = results.get("fvd_interval")
-    lines.append(f"| FVD | {_fmt(results['fvd'])} | {f'[{_fmt(interval[0])}, {_fmt(interval[1])}]' if interval else '—'}"
-                 f" | {results['n_real']} | {results['n_gen']} |")
-    kvd_spread = "one estimate (all samples)" if results["kvd_std"] is None else "± " + _fmt(results["kvd_std"], 4)
-    lines.append(f"| KVD | {_fmt(results['kvd'], 4)} | {kvd_spread} | {results['n_real']} | {results['n_gen']} |")
-    if "cfvd_mean" in results:
-        lines.append(f"| cFVD (mean ± std over classes) | {_fmt(results['cfvd_mean'])} | ± {_fmt(results['cfvd_std'])} | | |")
-    lines.append(f"| sFVD (mean ± std over subjects) | {_fmt(results['sfvd_mean'])} | ± {_fmt(results['sfvd_std'])} | | |")
-    if "condition_accuracy" in results:
-        lines.append(f"| condition accuracy | {_fmt(100 * results['condition_accuracy'], 1)}% | | | {results['n_gen']} |")
+    lines += ["| " + " | ".join(row) + " |" for row in headline_rows(results)]
     for key, title in (("cfvd", "class"), ("sfvd", "subject")):
         if key not in results:
             continue
-        lines += ["", f"| {title} | FVD | 95% interval | n_real | n_gen | n ≤ {SMALL_GROUP} |", "|---|---|---|---|---|---|"]
-        for g, v in results[key]["groups"].items():
-            iv = v.get("interval")
-            lines.append(f"| {g} | {_fmt(v['fvd'])} | {f'[{_fmt(iv[0])}, {_fmt(iv[1])}]' if iv else '—'} | "
-                         f"{v['n_real']} | {v['n_gen']} | {'yes' if v['small'] else 'no'} |")
+        lines += ["", "| " + " | ".join(group_header(title)) + " |", "|---|---|---|---|---|---|"]
+        lines += ["| " + " | ".join(row) + " |" for row in group_rows(results[key])]
     if "condition_accuracy_per_class" in results:
         lines += ["", "| class | condition accuracy | n |", "|---|---|---|"]
         for name, v in results["condition_accuracy_per_class"].items():
