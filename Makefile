@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test venv i3d-weights clean-venv
+.PHONY: demo test test-fast lint venv i3d-weights clean-venv
 
 venv: $(STAMP)
 
@@ -19,8 +19,16 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -q -e ".[ray,text,dev]"
 	touch $(STAMP)
 
-test: venv
+# everything CI runs: the linter, then every test (Ray and slow ones included)
+test: lint
 	$(BIN)/python -m pytest -q
+
+# no Ray, nothing slow: a few minutes
+test-fast: lint
+	$(BIN)/python -m pytest -q -m "not ray and not slow"
+
+lint: venv
+	$(BIN)/ruff check .
 
 demo: venv
 	$(BIN)/lfdm demo

@@ -10,7 +10,6 @@ optimised = z0's share of the first convolution computed once per video (UNet3D.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 
 import torch
@@ -18,6 +17,7 @@ import torch
 sys.path.insert(0, __import__("os").path.dirname(__import__("os").path.abspath(__file__)))
 from harness import Case, device_arg, run_cases  # noqa: E402
 
+from lfdm.device import bf16_autocast  # noqa: E402
 from lfdm.diffusion.samplers import PerVideoNoise, sample  # noqa: E402
 from lfdm.diffusion.schedule import cosine_schedule  # noqa: E402
 from lfdm.models.unet3d import UNet3D  # noqa: E402
@@ -25,12 +25,6 @@ from lfdm.presets import get_preset  # noqa: E402
 
 SAMPLERS = {"ddpm-1000": ("ddpm", 1000), "ddim-10": ("ddim", 10), "ddim-25": ("ddim", 25),
             "dpmpp-10": ("dpmpp", 10), "dpmpp-20": ("dpmpp", 20)}
-
-
-def autocast(device, dtype: str):
-    if dtype == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def main() -> None:
@@ -68,12 +62,12 @@ def main() -> None:
 
             @torch.no_grad()
             def plain(x=x, z0=z0, text=text, t=t, dtype=dtype):
-                with autocast(device, dtype):
+                with bf16_autocast(device, dtype == "bf16"):
                     return unet.forward_concat(x, t, text=text, z0=z0)
 
             @torch.no_grad()
             def optimised(x=x, z0=z0, text=text, t=t, dtype=dtype, net=unet):
-                with autocast(device, dtype):
+                with bf16_autocast(device, dtype == "bf16"):
                     return net(x, t, text=text, z0_features=unet.encode_condition(z0))
             if args.mode in ("forward", "all"):
                 cases.append(Case("forward plain (z0 per frame and step)", plain, b, params={**params, "compiled": False}))
@@ -93,7 +87,7 @@ def main() -> None:
                             zf = unet.encode_condition(z0)
                             gens = [torch.Generator(device=device).manual_seed(i) for i in range(b)]
                             noise = PerVideoNoise(gens, (3, k, size, size), device)
-                            with autocast(device, dtype):
+                            with bf16_autocast(device, dtype == "bf16"):
                                 return sample(name, lambda xx, tt: net(xx, tt, text=text, z0_features=zf), schedule,
                                               noise(), noise, steps=steps)
                         cases.append(Case(f"sample {key}", run, b, params={**params, "compiled": tag}))

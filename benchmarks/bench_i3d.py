@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
 
@@ -14,6 +13,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Case, device_arg, run_cases  # noqa: E402
 
+from lfdm.device import bf16_autocast  # noqa: E402
 from lfdm.metrics.i3d import InceptionI3d  # noqa: E402
 
 
@@ -38,7 +38,7 @@ def main() -> None:
 
         @torch.no_grad()
         def run(x=x):
-            ctx = torch.autocast(device.type, dtype=torch.bfloat16) if args.bf16 else contextlib.nullcontext()
+            ctx = bf16_autocast(device, args.bf16)
             with ctx:
                 return net(x)
         cases.append(Case(f"I3D {t}x224x224", run, args.batch, unit="clip",

@@ -15,15 +15,16 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Case, device_arg, run_cases  # noqa: E402
 
+from lfdm.diffusion.parameterisation import Prediction  # noqa: E402
 from lfdm.diffusion.schedule import cosine_schedule  # noqa: E402
 from lfdm.models.autoencoder import LatentFlowAutoencoder  # noqa: E402
 from lfdm.models.unet3d import UNet3D  # noqa: E402
-from lfdm.models.warp import flow_to_target  # noqa: E402
+from lfdm.flow_target import flow_to_target  # noqa: E402
 from lfdm.presets import get_preset  # noqa: E402
 from lfdm.training.dm_objective import DmObjective, dm_loss  # noqa: E402
-from lfdm.training.lfae_objective import LfaeObjective  # noqa: E402
+from lfdm.training.lfae_objective import LfaeObjective, lfae_loss  # noqa: E402
 from lfdm.training.optim import build_optimizer, build_scheduler  # noqa: E402
-from lfdm.training.steps import TrainState, lfae_loss, train_step  # noqa: E402
+from lfdm.training.steps import TrainState, train_step  # noqa: E402
 
 
 def main() -> None:
@@ -50,8 +51,8 @@ def main() -> None:
 
     unet = UNet3D(cfg.unet)
     d = cfg.diffusion
-    dm = DmObjective(unet, cosine_schedule(d), torch.randn(4, cfg.unet.text_dim), d.cond_drop_prob,
-                     prediction=d.prediction).to(device)
+    dm = DmObjective(unet, Prediction(d.prediction, cosine_schedule(d)), torch.randn(4, cfg.unet.text_dim),
+                     d.cond_drop_prob).to(device)
     dopt = build_optimizer(unet.parameters(), cfg.train.dm)
     dstate = TrainState(dm, dopt, build_scheduler(dopt, cfg.train.dm))
     cached = {"x0": torch.randn(db, 3, k, h, h, device=device) * 0.1,

@@ -89,4 +89,5 @@ def markdown(rows: List[Dict[str, object]]) -> str:
 
 
 def device_arg(value: Optional[str]) -> torch.device:
-    return torch.device(value or ("cuda" if torch.cuda.is_available() else "cpu"))
+    from lfdm.device import pick_device
+    return pick_device(value)

@@ -5,13 +5,18 @@ Overrides use dotted paths (``unet.dim=32``) and are type-checked against the fi
 """
 from __future__ import annotations
 
-import ast
 import dataclasses
 import json
+import re
 import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Tuple
+
+import yaml
+
+from lfdm.diffusion.parameterisation import PREDICTIONS
+from lfdm.diffusion.samplers import check_sampler
 
 
 class ConfigError(ValueError):
@@ -21,7 +26,7 @@ class ConfigError(ValueError):
 # ----------------------------------------------------------------------------- data
 @dataclass(frozen=True)
 class ClipJitterConfig:
-    """Per-clip colour jitter of stage-2 training (REFERENCE §4: ±64/255, ±0.25, ±0.25, ±0.04)."""
+    """Per-clip colour jitter of stage-2 training (docs/reference.md §4: ±64/255, ±0.25, ±0.25, ±0.04)."""
     brightness: float = 64.0 / 255.0
     contrast: float = 0.25
     saturation: float = 0.25
@@ -32,8 +37,7 @@ class ClipJitterConfig:
 class DataConfig:
     image_size: int = 128
     num_frames: int = 40                 # K: frames per stage-2 clip, frame 0 included
-    clip_sampling: str = "random"        # training clips: uniform | random | very_random
-    eval_clip_sampling: str = "uniform"  # test clips always uniform in the paper
+    clip_sampling: str = "random"        # training clips: uniform | random | very_random (test clips: uniform)
     clip_color_jitter: bool = True
     clip_jitter: ClipJitterConfig = field(default_factory=ClipJitterConfig)
     pair_time_flip: bool = True          # stage-1 pairs: time flip p=.5, else horizontal flip p=.5
@@ -121,8 +125,7 @@ class TextConfig:
 
 @dataclass(frozen=True)
 class DiffusionConfig:
-    timesteps: int = 1000
-    schedule: str = "cosine"
+    timesteps: int = 1000                # cosine schedule (the paper's and the official code's only one)
     cosine_s: float = 0.008
     max_beta: float = 0.9999
     dynamic_threshold_quantile: Optional[float] = 0.9   # None: off (needed when flow_scale puts |x0| > 1)
@@ -171,6 +174,7 @@ class StageTrainConfig:
     ema_decay: Optional[float] = None
     log_every: int = 10
     checkpoint_every: int = 5000
+    keep_checkpoints: Optional[int] = 2  # step checkpoints kept (the newest); None keeps all
     sample_every: int = 1000
     seed: int = 0
     loader_workers: int = 0
@@ -187,7 +191,7 @@ class TrainConfig:
 # ----------------------------------------------------------------------------- sampling
 @dataclass(frozen=True)
 class SampleConfig:
-    sampler: str = "ddpm"                # ddpm | ddim | dpmpp
+    sampler: str = "ddpm"                # a name of lfdm.diffusion.samplers.SAMPLERS
     steps: int = 1000
     eta: float = 0.0                     # DDIM stochasticity
     guidance: float = 1.0                # 1 = conditional model only (paper default)
@@ -214,15 +218,20 @@ class LFDMConfig:
                 f"{self.autoencoder.latent_channels} channels")
         for key, value, allowed in (
             ("data.clip_sampling", self.data.clip_sampling, CLIP_SAMPLING_MODES),
-            ("data.eval_clip_sampling", self.data.eval_clip_sampling, CLIP_SAMPLING_MODES),
-            ("sample.sampler", self.sample.sampler, SAMPLERS),
             ("unet.padding_mode", self.unet.padding_mode, ("zeros", "reflect")),
-            ("diffusion.schedule", self.diffusion.schedule, ("cosine",)),
             ("diffusion.loss_weighting", self.diffusion.loss_weighting, ("uniform", "min_snr")),
-            ("diffusion.prediction", self.diffusion.prediction, ("eps", "x0")),
+            ("diffusion.prediction", self.diffusion.prediction, PREDICTIONS),
         ):
             if value not in allowed:
                 raise ConfigError(f"{key}={value!r}; expected one of {list(allowed)}")
+        s = self.sample
+        try:
+            check_sampler(s.sampler, s.steps, self.diffusion.timesteps, s.eta)
+        except ValueError as exc:
+            raise ConfigError(f"sample.sampler={s.sampler!r}, sample.steps={s.steps}, sample.eta={s.eta}: {exc}") from None
+        for name, stage in (("lfae", self.train.lfae), ("dm", self.train.dm)):
+            if stage.keep_checkpoints is not None and stage.keep_checkpoints < 1:
+                raise ConfigError(f"train.{name}.keep_checkpoints={stage.keep_checkpoints}; keep at least 1 (or null: all)")
         size = self.data.image_size
         if size % 2 ** self.autoencoder.num_down_blocks:
             raise ConfigError(f"data.image_size={size} is not divisible by 2**num_down_blocks")
@@ -230,7 +239,6 @@ class LFDMConfig:
 
 
 CLIP_SAMPLING_MODES = ("uniform", "random", "very_random")
-SAMPLERS = ("ddpm", "ddim", "dpmpp")
 
 
 # ----------------------------------------------------------------------------- (de)serialisation
@@ -258,7 +266,7 @@ def from_dict(cls: type, data: Mapping[str, Any], _path: str = ""):
 def with_overrides(cfg: Any, overrides: Mapping[str, Any]) -> Any:
     """Return ``cfg`` with dotted-path overrides applied, e.g. {"unet.dim": 32, "train.dm.lr": 1e-4}.
 
-    String values (from a command line) are parsed as Python literals where possible.
+    String values (from a command line) for fields that are not strings are parsed by ``parse_value``.
     """
     for dotted, value in overrides.items():
         cfg = _replace_path(cfg, dotted.split("."), value, dotted)
@@ -305,7 +313,7 @@ def _coerce(value: Any, hint: Any, path: str) -> Any:
         inner = [a for a in args if a is not type(None)]
         return _coerce(value, inner[0], path)
     if isinstance(value, str) and hint is not str:
-        value = _parse_literal(value)
+        value = parse_value(value)
     if origin in (tuple, Tuple):
         if not isinstance(value, (list, tuple)):
             value = (value,)
@@ -335,13 +343,18 @@ def _coerce(value: Any, hint: Any, path: str) -> Any:
     return value
 
 
-def _parse_literal(text: str) -> Any:
-    lowered = text.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    if lowered in ("none", "null"):
-        return None
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+def parse_value(text: str) -> Any:
+    """The one grammar of values given on a command line (``--set`` and ``--override`` alike): YAML flow
+    syntax (``3``, ``1e-3``, ``true``, ``null``, ``[1, 2]``, ``{CPU: 1}``); anything else is a string.
+    PyYAML reads ``1e-3`` as a string (YAML 1.1 wants a dot): such numbers are numbers here."""
     try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"cannot parse value {text!r}: {exc}") from None
+    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        number = float(value)
+        return int(number) if re.fullmatch(r"[-+]?\d+", value.strip()) else number
+    return value

@@ -14,7 +14,7 @@ from typing import Dict, Optional
 import torch
 
 from lfdm.config import LFDMConfig
-from lfdm.training.checkpoint import CheckpointError, load_state_strict, save_checkpoint, with_prefix
+from lfdm.checkpoint import CheckpointError, load_state_strict, save_checkpoint, strip_module_prefix, with_prefix
 
 LFAE_PREFIXES = (
     ("generator.first.", "encoder.first."),
@@ -27,11 +27,6 @@ LFAE_PREFIXES = (
     ("bg_predictor.", "bg_predictor."),
 )
 LFAE_TOP_KEYS = ("generator", "region_predictor", "bg_predictor")
-
-
-def _strip_module(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-    """(Distributed)DataParallel saves add ``module.``; drop it."""
-    return {k[7:] if k.startswith("module.") else k: v for k, v in state.items()}
 
 
 def load_official_file(path: str) -> dict:
@@ -47,7 +42,7 @@ def map_official_lfae(raw: dict, source: str = "checkpoint") -> Dict[str, torch.
     if missing_top:
         raise CheckpointError(f"{source} is not an official LFAE checkpoint: no {missing_top} "
                               f"(top-level keys: {sorted(raw)[:8]})")
-    flat = {f"{top}.{k}": v for top in LFAE_TOP_KEYS for k, v in _strip_module(raw[top]).items()}
+    flat = {f"{top}.{k}": v for top in LFAE_TOP_KEYS for k, v in strip_module_prefix(raw[top]).items()}
     out, unmapped = {}, []
     for key, value in flat.items():
         for old, new in LFAE_PREFIXES:

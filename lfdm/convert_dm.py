@@ -13,7 +13,7 @@ from typing import Dict
 import torch
 
 from lfdm.config import LFDMConfig
-from lfdm.training.checkpoint import CheckpointError
+from lfdm.checkpoint import CheckpointError, strip_module_prefix
 
 LEVEL_PARTS = {"0": "res1", "1": "res2", "2": "spatial_attn", "3": "temporal_attn", "4": "resample"}
 RULES = [
@@ -59,7 +59,7 @@ def map_official_dm(raw: dict, cfg: LFDMConfig, source: str = "checkpoint") -> D
     if "diffusion" not in raw:
         raise CheckpointError(f"{source} is not an official DM checkpoint: no 'diffusion' key "
                               f"(top-level keys: {sorted(raw)[:8]})")
-    state = {k[7:] if k.startswith("module.") else k: v for k, v in raw["diffusion"].items()}
+    state = strip_module_prefix(raw["diffusion"])
     ours = cosine_schedule(cfg.diffusion).official_buffers()
     freqs = RotaryEmbedding(min(32, cfg.unet.attn_dim_head)).freqs
     out = {}

@@ -1,6 +1,6 @@
 """Named configurations. Each preset is a function returning a whole, validated LFDMConfig.
 
-Paper presets carry the hyperparameters of the official code (REFERENCE.md §3-§6). The 64x64
+Paper presets carry the hyperparameters of the official code (docs/reference.md §3-§6). The 64x64
 variants (paper Table 1 reports both resolutions) are not released officially: we keep every width
 and use 4 hourglass blocks in the region and flow predictors so they still reach 1x1 at 16x16.
 """

@@ -5,41 +5,81 @@ import argparse
 import dataclasses
 import os
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, Type, TypeVar
 
 import yaml
 
 from lfdm.config import ConfigError, LFDMConfig, from_dict, parse_override_args, with_overrides
 from lfdm.io import storage
 from lfdm.presets import get_preset
+from lfdm.runs.evaluation import EvaluationSettings
+from lfdm.runs.generation import GenerationSettings
 
 
 @dataclass(frozen=True)
-class GenerationSettings:
-    checkpoint: Optional[str] = None    # full model (kind lfdm)
-    num_videos: int = 200
-    split: str = "test"                 # where source frames come from ("train" for Table 2's gap)
-    seed: int = 0
-    sampler: Optional[str] = None       # default: the checkpoint's preset
-    steps: Optional[int] = None
-    guidance: Optional[float] = None
-    eta: Optional[float] = None
-    stochastic: bool = False            # null condition (paper Table 4)
-    batch_size: int = 4
-    formats: Tuple[str, ...] = ("npy",)  # npy (uint8 arrays, for evaluation) and/or mp4
-    fps: float = 10.0
+class Job:
+    """What every Ray job's YAML run config has (ray_jobs/configs; ``--set a.b=value`` overrides any field)."""
+    name: str = "run"                   # the run's name: rerunning with the same name resumes it
+    output: str = "runs"                # local directory or s3://bucket/prefix; the run lives in OUTPUT/NAME
+    address: Optional[str] = None       # Ray address; None: $RAY_ADDRESS, else an embedded local Ray
+    use_gpu: bool = False
+
+    @property
+    def run_uri(self) -> str:
+        return storage.join(self.output, self.name)
+
+    def require(self, *names: str):
+        missing = [n for n in names if _get(self, n) in (None, "")]
+        if missing:
+            raise ConfigError(f"this job needs {', '.join(missing)} in its config (or --set {missing[0]}=...)")
+        return self
 
 
 @dataclass(frozen=True)
-class EvaluationSettings:
-    generated: Optional[str] = None     # output folder of a generation job
-    real_clips_per_video: int = 1
-    weights: str = "reference"          # I3D weights: reference | i3d_torchscript.pt | TATS state dict
-    bootstrap: int = 100                # rounds for the overall FVD interval
-    group_bootstrap: int = 20           # rounds per class / subject
-    batch_size: int = 4                 # clips per I3D forward
-    feature_cache: Optional[str] = None  # where real-video features are cached (default OUTPUT/feature_cache)
-    inception: Optional[str] = None     # TorchScript Inception for frame FID (Table 5); none: FID skipped
+class TrainJob(Job):
+    """Stage 1 (needs data) or stage 2 (needs lfae and flows) on Ray Train. Step checkpoints: every
+    train.<stage>.checkpoint_every steps, the newest train.<stage>.keep_checkpoints kept (preset overrides)."""
+    preset: str = "demo64"
+    overrides: Dict[str, Any] = field(default_factory=dict)   # preset overrides, e.g. {"train.lfae.steps": 500}
+    data: Optional[str] = None          # manifest.parquet (stage 1)
+    init: Optional[str] = None          # stage 1: start from this auto-encoder's weights
+    lfae: Optional[str] = None          # stage 2: the frozen stage-1 checkpoint
+    flows: Optional[str] = None         # stage 2: its flow cache
+    num_workers: int = 1
+    resources_per_worker: Dict[str, float] = field(default_factory=lambda: {"CPU": 1.0})
+    max_failures: int = 0
+    fail_at_step: Optional[int] = None  # fault injection (tests): one worker raises once at this step
+
+    def model_config(self) -> LFDMConfig:
+        return get_preset(self.preset, self.overrides)
+
+    @property
+    def model_uri(self) -> str:
+        """Where the final model is exported, in the project's checkpoint format."""
+        return storage.join(self.run_uri, "model")
+
+
+@dataclass(frozen=True)
+class DataJob(Job):
+    actors: Optional[int] = None        # Ray Data actor-pool size (default: one per GPU / CPU slot)
+    data: Optional[str] = None          # manifest.parquet
+
+
+@dataclass(frozen=True)
+class FlowsJob(DataJob):
+    lfae: Optional[str] = None          # the frozen stage-1 checkpoint
+    flows: Optional[str] = None         # cache directory (default OUTPUT/NAME/flows)
+    shard_size: int = 16                # videos per shard
+
+
+@dataclass(frozen=True)
+class GenerateJob(DataJob):
+    generation: GenerationSettings = field(default_factory=GenerationSettings)
+
+
+@dataclass(frozen=True)
+class EvaluateJob(DataJob):
+    evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
 
 
 @dataclass(frozen=True)
@@ -51,46 +91,10 @@ class SweepSettings:
 
 
 @dataclass(frozen=True)
-class JobConfig:
-    """Run settings of a Ray job (YAML in ray_jobs/configs; --set a.b=value overrides any field)."""
-    preset: str = "demo64"
-    overrides: Dict[str, Any] = field(default_factory=dict)   # preset overrides, e.g. {"train.lfae.steps": 500}
-    name: str = "run"                   # the run's name: rerunning with the same name resumes it
-    output: str = "runs"                # storage_path: local directory or s3://bucket/prefix
-    data: Optional[str] = None          # manifest.parquet
-    lfae: Optional[str] = None          # stage-1 checkpoint (flow precompute, stage 2)
-    flows: Optional[str] = None         # flow cache (stage 2)
-    num_workers: int = 1
-    use_gpu: bool = False
-    resources_per_worker: Dict[str, float] = field(default_factory=lambda: {"CPU": 1.0})
-    checkpoint_every: Optional[int] = None   # default: the preset's train.<stage>.checkpoint_every
-    keep_checkpoints: Optional[int] = 2      # Ray CheckpointConfig(num_to_keep); null keeps all
-    max_failures: int = 0
-    shard_size: int = 16                # flow precompute: videos per shard
-    actors: Optional[int] = None        # Ray Data actor-pool size (default: one per GPU / CPU slot)
-    address: Optional[str] = None       # Ray address; None: $RAY_ADDRESS, else an embedded local Ray
-    fail_at_step: Optional[int] = None  # fault injection (tests): one worker raises once at this step
-    generation: GenerationSettings = field(default_factory=GenerationSettings)
+class SweepJob(DataJob):
+    generation: GenerationSettings = field(default_factory=GenerationSettings)   # checkpoint and sampler: per cell
     evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
     sweep: SweepSettings = field(default_factory=SweepSettings)
-
-    def model_config(self) -> LFDMConfig:
-        return get_preset(self.preset, self.overrides)
-
-    @property
-    def run_uri(self) -> str:
-        return storage.join(self.output, self.name)
-
-    @property
-    def model_uri(self) -> str:
-        """Where the final model is exported, in the project's checkpoint format."""
-        return storage.join(self.run_uri, "model")
-
-    def require(self, *names: str) -> "JobConfig":
-        missing = [n for n in names if _get(self, n) in (None, "")]
-        if missing:
-            raise ConfigError(f"this job needs {', '.join(missing)} in its config (or --set {missing[0]}=...)")
-        return self
 
 
 def _get(obj, dotted: str):
@@ -99,15 +103,23 @@ def _get(obj, dotted: str):
     return obj
 
 
-def load_job_config(path: Optional[str], sets: List[str], overrides: List[str]) -> JobConfig:
+J = TypeVar("J", bound=Job)
+
+
+def load_job_config(cls: Type[J], path: Optional[str], sets: List[str], overrides: List[str] = ()) -> J:
+    """The job's YAML (its own schema: another job's keys are errors) with ``--set`` values and, for training,
+    ``--override`` preset overrides; values on the command line use one grammar (lfdm.config.parse_value)."""
     raw: Dict[str, Any] = {}
     if path:
         with open(path) as f:
             raw = yaml.safe_load(f) or {}
-    job = from_dict(JobConfig, raw)
-    job = with_overrides(job, {k: yaml.safe_load(v) for k, v in parse_override_args(sets).items()})
-    job = dataclasses.replace(job, overrides={**job.overrides, **parse_override_args(overrides)})
-    job.model_config()          # unknown preset or override keys fail here, before Ray starts
+    job = with_overrides(from_dict(cls, raw), parse_override_args(list(sets)))
+    if overrides:
+        if not issubclass(cls, TrainJob):
+            raise ConfigError("--override sets model/training preset keys; this job takes its model from a checkpoint")
+        job = dataclasses.replace(job, overrides={**job.overrides, **parse_override_args(list(overrides))})
+    if isinstance(job, TrainJob):
+        job.model_config()      # unknown preset or override keys fail here, before Ray starts
     return job
 
 
@@ -121,12 +133,13 @@ def available_slots(use_gpu: bool, todo: int, requested: Optional[int]) -> int:
     return max(1, min(int(slots), todo))
 
 
-def job_argparser(description: str) -> argparse.ArgumentParser:
+def job_argparser(description: str, training: bool = False) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--config", help="YAML run config (see ray_jobs/configs)")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="job settings, e.g. num_workers=2")
-    p.add_argument("--override", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="model/training preset overrides, e.g. train.lfae.steps=500")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="job settings, e.g. name=run2")
+    if training:
+        p.add_argument("--override", nargs="*", default=[], metavar="KEY=VALUE",
+                       help="model/training preset overrides, e.g. train.lfae.steps=500")
     return p
 
 

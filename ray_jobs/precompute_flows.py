@@ -11,17 +11,17 @@ import sys
 
 import numpy as np
 
-from lfdm.training import checkpoint as ckpt
+from lfdm import checkpoint as ckpt
+from lfdm.device import pick_device
 from lfdm.training.flow_cache import compute_video_flows, missing_shards, prepare_cache, shard_uri, write_shard
-from ray_jobs.common import available_slots, init_ray, job_argparser, load_job_config
+from ray_jobs.common import FlowsJob, available_slots, init_ray, job_argparser, load_job_config
 
 
 class FlowShardWriter:
     """Ray Data callable class: loads the auto-encoder once, writes whole shards."""
 
     def __init__(self, lfae_uri: str, cache_uri: str, shards: list, image_size: int, use_gpu: bool):
-        import torch
-        self.device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
+        self.device = pick_device(use_gpu=use_gpu)
         self.model, _ = ckpt.load_lfae(lfae_uri, device=self.device)
         self.cache_uri, self.shards, self.image_size = cache_uri, shards, image_size
 
@@ -36,7 +36,7 @@ class FlowShardWriter:
         return {"shard": batch["shard"], "videos": np.array(done)}
 
 
-def run(job, log=print) -> str:
+def run(job: FlowsJob, log=print) -> str:
     import ray
     from dataclasses import asdict
     from ray.data import ActorPoolStrategy
@@ -61,7 +61,7 @@ def run(job, log=print) -> str:
 
 def main(argv=None) -> int:
     args = job_argparser("Precompute the stage-2 flow cache with Ray Data").parse_args(argv)
-    job = load_job_config(args.config, args.set, args.override).require("lfae", "data")
+    job = load_job_config(FlowsJob, args.config, args.set).require("lfae", "data")
     print(f"flows: {run(job)}")
     return 0
 

@@ -15,6 +15,7 @@ import numpy as np
 from lfdm.io import storage
 from lfdm.io.figures import pyplot, save_figure
 from lfdm.metrics.summary import group_header, group_rows, headline_rows
+from lfdm.training.lfae_objective import LFAE_METRICS
 
 
 def loss_curve_png(metrics_uris: Dict[str, str], uri: str) -> None:
@@ -22,8 +23,7 @@ def loss_curve_png(metrics_uris: Dict[str, str], uri: str) -> None:
     for ax, (title, metrics_uri) in zip(np.atleast_1d(axes), metrics_uris.items()):
         rows = [json.loads(line) for line in storage.read_text(metrics_uri).splitlines() if line.strip()] \
             if storage.exists(metrics_uri) else []
-        keys = [k for k in ("loss", "reconstruction", "equivariance_shift", "equivariance_affine") if rows and k in rows[0]]
-        for key in keys:
+        for key in (k for k in LFAE_METRICS if rows and k in rows[0]):      # stage 2 logs "loss" only
             ax.plot([r["step"] for r in rows], [r[key] for r in rows], label=key)
         ax.set_title(title)
         ax.set_xlabel("step")
@@ -32,34 +32,30 @@ def loss_curve_png(metrics_uris: Dict[str, str], uri: str) -> None:
     save_figure(fig, uri, dpi=100)
 
 
-def example_strips(checkpoint: str, manifest_uri: str, plan: List[dict], out_dir: str, per_class: int = 2) -> Dict[str, List[str]]:
-    """Regenerate the first videos of each class of the plan (same source and seed, hence the same videos)
-    with their flows and occlusions, and write strip GIFs. Returns {label: [relative file names]}."""
+def example_strips(generated_run: str, manifest_uri: str, out_dir: str, per_class: int = 2) -> Dict[str, List[str]]:
+    """Strip GIFs (input | video | flow | occlusion) of the first videos of each class of a generation run,
+    from the flows and occlusions it wrote (generation.formats must include npz). Returns {label: [names]}."""
     import torch
     from lfdm.data.datasets import load_frames
     from lfdm.data.manifest import read_manifest
     from lfdm.io.outputs import encode, strip_frames
-    from lfdm.pipelines.image_to_video import load_pipeline
-    pipe = load_pipeline(checkpoint)
+    from lfdm.runs.generation import PLAN, video_uri
+    plan = storage.read_parquet(storage.join(generated_run, PLAN)).to_pylist()
     records = read_manifest(manifest_uri).by_id()
-    size = pipe.config.data.image_size
-    chosen: Dict[str, List[dict]] = {}
-    for row in plan:
-        chosen.setdefault(row["label"], [])
-        if len(chosen[row["label"]]) < per_class:
-            chosen[row["label"]].append(row)
     files: Dict[str, List[str]] = {}
-    for label, rows in chosen.items():
-        images = torch.cat([load_frames(records[r["source_video_id"]], [r["source_frame"]], size, cache=False) for r in rows])
-        first = rows[0]
-        out = pipe(images, [r["label"] for r in rows], seeds=[r["seed"] for r in rows], sampler=first["sampler"],
-                   steps=first["steps"], guidance=first["guidance"])
-        for i, r in enumerate(rows):
-            name = f"examples/{r['video_id']}.gif"
-            frames = strip_frames(images[i], out.frames[i], out.flows[i], out.occlusions[i])
-            big = frames.repeat(2, axis=1).repeat(2, axis=2)          # 2x nearest, for legibility
-            storage.write_bytes(storage.join(out_dir, name), encode(big, "gif", fps=8))
-            files.setdefault(label, []).append(name)
+    for row in plan:
+        label = row["label"]
+        if len(files.setdefault(label, [])) >= per_class:
+            continue
+        with np.load(storage.bytes_io(video_uri(generated_run, row["video_id"], "npz"))) as data:
+            frames, flows, occlusions = data["frames"], data["flows"], data["occlusions"]
+        source = load_frames(records[row["source_video_id"]], [row["source_frame"]], frames.shape[1], cache=False)[0]
+        strip = strip_frames(source, torch.from_numpy(frames).permute(3, 0, 1, 2).float() / 255,
+                             torch.from_numpy(flows), torch.from_numpy(occlusions)[None])
+        big = strip.repeat(2, axis=1).repeat(2, axis=2)          # 2x nearest, for legibility
+        name = f"examples/{row['video_id']}.gif"
+        storage.write_bytes(storage.join(out_dir, name), encode(big, "gif", fps=8))
+        files[label].append(name)
     return files
 
 

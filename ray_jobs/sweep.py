@@ -13,10 +13,13 @@ import sys
 
 import numpy as np
 
+from lfdm.checkpoint import read_info
+from lfdm.diffusion.samplers import check_sampler
 from lfdm.io import storage
 from lfdm.io.figures import pyplot, save_figure
+from lfdm.runs.generation import GENERATED
 from ray_jobs import evaluate, generate
-from ray_jobs.common import job_argparser, load_job_config
+from ray_jobs.common import EvaluateJob, GenerateJob, SweepJob, job_argparser, load_job_config
 
 
 def cells(job):
@@ -28,25 +31,29 @@ def cells(job):
                     yield c, checkpoint, sampler, steps, guidance
 
 
-def run(job, log=print) -> list:
+def run(job: SweepJob, log=print) -> list:
     if not job.sweep.checkpoints:
         raise ValueError("sweep.checkpoints is empty")
     rows = []
     cache = job.evaluation.feature_cache or storage.join(job.run_uri, "feature_cache")
+    base = dict(output=job.output, address=job.address, use_gpu=job.use_gpu, actors=job.actors, data=job.data)
     for c, checkpoint, sampler, steps, guidance in cells(job):
-        if sampler == "ddpm" and steps != 1000:
-            log(f"skipping ddpm with {steps} steps: DDPM runs all 1000")
+        timesteps = read_info(checkpoint).config.diffusion.timesteps
+        try:
+            check_sampler(sampler, steps, timesteps)
+        except ValueError as exc:
+            log(f"skipping {sampler} with {steps} steps: {exc}")
             continue
         cell = f"ckpt{c}_{sampler}_{steps}_g{guidance:g}"
-        gen_job = dataclasses.replace(job, name=f"{job.name}/{cell}/generate", generation=dataclasses.replace(
+        gen_job = GenerateJob(name=f"{job.name}/{cell}/generate", **base, generation=dataclasses.replace(
             job.generation, checkpoint=checkpoint, sampler=sampler, steps=steps, guidance=guidance))
         generated = generate.run(gen_job, log)
-        eval_job = dataclasses.replace(gen_job, name=f"{job.name}/{cell}/evaluate", evaluation=dataclasses.replace(
+        eval_job = EvaluateJob(name=f"{job.name}/{cell}/evaluate", **base, evaluation=dataclasses.replace(
             job.evaluation, generated=generated, feature_cache=cache))
         results_uri = storage.join(eval_job.run_uri, "results.json")
         results = (json.loads(storage.read_text(results_uri)) if storage.exists(results_uri)
                    else evaluate.run(eval_job, log))
-        seconds = [r["seconds"] for r in storage.read_parquet(storage.join(generated, "generated.parquet")).to_pylist()]
+        seconds = [r["seconds"] for r in storage.read_parquet(storage.join(generated, GENERATED)).to_pylist()]
         rows.append({"checkpoint": checkpoint, "sampler": sampler, "steps": steps, "guidance": guidance,
                      "fvd": results["fvd"], "fvd_interval": results.get("fvd_interval"), "kvd": results["kvd"],
                      "cfvd_mean": results.get("cfvd_mean"), "sfvd_mean": results.get("sfvd_mean"),
@@ -82,7 +89,7 @@ def write(rows: list, out: str) -> None:
 
 def main(argv=None) -> int:
     args = job_argparser("Sweep samplers and steps: FVD against time").parse_args(argv)
-    job = load_job_config(args.config, args.set, args.override).require("data")
+    job = load_job_config(SweepJob, args.config, args.set).require("data")
     for row in run(job):
         print(json.dumps(row))
     return 0

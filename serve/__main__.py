@@ -20,8 +20,8 @@ def main(argv=None) -> int:
     import ray
     from ray import serve
     from serve.app import Generator, Ingress
-    from lfdm.training.checkpoint import read_checkpoint
-    read_checkpoint(args.checkpoint)                      # fail fast, before Ray starts
+    from lfdm.checkpoint import read_info
+    read_info(args.checkpoint)                            # fail fast, before Ray starts
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if args.address:
         ray.init(address=args.address)

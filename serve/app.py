@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse, Response
 from ray import serve
 from ray.serve.exceptions import BackPressureError
 
+from lfdm.diffusion.samplers import SAMPLERS
 from serve.schema import FORMATS, ApiError, Limits, validate_params
 
 TOKEN_ENV = "LFDM_SERVE_TOKEN"
@@ -35,12 +36,11 @@ class Generator:
     batch run as one pipeline call. Per-request seeds keep every video independent of its batch."""
 
     def __init__(self, checkpoint: str, max_batch_size: int = 8, batch_wait_timeout_s: float = 0.05):
-        import torch
-        from lfdm.pipelines.image_to_video import load_pipeline
-        from lfdm.training.checkpoint import weights_hash
-        self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.pipe = load_pipeline(checkpoint, device=self.device)
-        self.checkpoint_hash = weights_hash(checkpoint)
+        from lfdm.device import pick_device
+        from lfdm.pipelines.image_to_video import ImageToVideoPipeline
+        self.device = str(pick_device())
+        self.pipe = ImageToVideoPipeline.load(checkpoint, device=self.device)
+        self.checkpoint_hash = self.pipe.checkpoint_hash
         self.generate.set_max_batch_size(max_batch_size)
         self.generate.set_batch_wait_timeout_s(batch_wait_timeout_s)
 
@@ -48,7 +48,8 @@ class Generator:
         cfg = self.pipe.config
         return {"labels": self.pipe.labels, "checkpoint_hash": self.checkpoint_hash, "image_size": cfg.data.image_size,
                 "defaults": {"sampler": cfg.sample.sampler, "steps": cfg.sample.steps, "guidance": cfg.sample.guidance,
-                             "frames": cfg.data.num_frames}, "device": self.device}
+                             "frames": cfg.data.num_frames, "timesteps": cfg.diffusion.timesteps},
+                "device": self.device}
 
     def check_health(self) -> None:
         if self.pipe is None:
@@ -85,13 +86,13 @@ GENERATE_OPENAPI = {
         "multipart/form-data": {"schema": {"type": "object", "required": ["image"], "properties": {
             "image": {"type": "string", "format": "binary", "description": "PNG/JPEG/... source frame"},
             "label": {"type": "string", "description": "one of GET /v1/labels; omit for stochastic generation"},
-            "sampler": {"type": "string", "enum": ["ddpm", "ddim", "dpmpp"]},
+            "sampler": {"type": "string", "enum": list(SAMPLERS)},
             "steps": {"type": "integer", "minimum": 1}, "guidance": {"type": "number", "minimum": 0},
             "seed": {"type": "integer", "minimum": 0}, "frames": {"type": "integer", "minimum": 2},
             "format": {"type": "string", "enum": list(FORMATS)}}}},
         "application/json": {"schema": {"type": "object", "required": ["image_base64"], "properties": {
             "image_base64": {"type": "string", "description": "base64 of the image file's bytes"},
-            "label": {"type": "string"}, "sampler": {"type": "string", "enum": ["ddpm", "ddim", "dpmpp"]},
+            "label": {"type": "string"}, "sampler": {"type": "string", "enum": list(SAMPLERS)},
             "steps": {"type": "integer"}, "guidance": {"type": "number"}, "seed": {"type": "integer"},
             "frames": {"type": "integer"}, "format": {"type": "string", "enum": list(FORMATS)}}}}}},
     "responses": {
@@ -208,7 +209,7 @@ class Ingress:
         raise ApiError(415, "unsupported_media_type", "send multipart/form-data or application/json")
 
     def _image(self, data: bytes, size: int) -> np.ndarray:
-        from lfdm.io.images_in import ImageError, decode_image, image_tensor
+        from lfdm.data.images_in import ImageError, decode_image, image_tensor
         if len(data) > self.limits.max_image_bytes:
             raise ApiError(413, "too_large", f"image over {self.limits.max_image_bytes} bytes")
         try:
@@ -224,10 +225,8 @@ class Ingress:
         if fmt in ("mp4", "gif"):
             return encode(frames, fmt, fps=10.0), FORMATS[fmt]
         if fmt == "npz":
-            buf = io.BytesIO()
-            np.savez_compressed(buf, frames=frames, flows=result["flows"], occlusions=result["occlusions"],
-                                metadata=np.array(json.dumps(metadata)))
-            return buf.getvalue(), FORMATS[fmt]
+            from lfdm.io.outputs import npz_bytes
+            return npz_bytes(frames, result["flows"], result["occlusions"], metadata), FORMATS[fmt]
         from PIL import Image
         urls = []
         for frame in frames:

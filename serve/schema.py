@@ -4,15 +4,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+from lfdm.diffusion.samplers import SAMPLERS, check_sampler
+
 FORMATS = {"mp4": "video/mp4", "gif": "image/gif", "npz": "application/octet-stream", "json": "application/json"}
-SAMPLERS = ("ddpm", "ddim", "dpmpp")
 
 
 @dataclass(frozen=True)
 class Limits:
     max_image_bytes: int = 10 * 2**20
     max_pixels: int = 4096 * 4096
-    max_steps: int = 250                 # for ddim / dpmpp; ddpm always runs all 1000
+    max_steps: int = 250                 # for samplers that take fewer steps than the schedule (not ddpm)
     min_frames: int = 2
     max_frames: int = 64
     max_guidance: float = 20.0
@@ -65,9 +66,11 @@ def validate_params(raw: dict, *, labels, defaults: dict, limits: Limits) -> Gen
     if sampler not in SAMPLERS:
         raise ApiError(422, "invalid_parameter", f"sampler must be one of {list(SAMPLERS)}, got {sampler!r}")
     steps = _number(raw.get("steps", defaults["steps"] if sampler == defaults["sampler"] else 25), int, "steps")
-    if sampler == "ddpm" and steps != 1000:
-        raise ApiError(422, "out_of_range", "ddpm runs all 1000 steps; use ddim or dpmpp for fewer")
-    if sampler != "ddpm" and not 1 <= steps <= limits.max_steps:
+    try:
+        spec = check_sampler(sampler, steps, defaults["timesteps"])
+    except ValueError as exc:
+        raise ApiError(422, "out_of_range", str(exc)) from None
+    if not spec.all_steps and not 1 <= steps <= limits.max_steps:
         raise ApiError(422, "out_of_range", f"steps must be in 1..{limits.max_steps} for {sampler}, got {steps}")
     guidance = _number(raw.get("guidance", defaults["guidance"]), float, "guidance")
     if not 0 <= guidance <= limits.max_guidance:

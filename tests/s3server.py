@@ -46,7 +46,6 @@ class SeaweedS3:
         self._wait()
 
     def _wait(self, timeout: float = 60) -> None:
-        import boto3
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:

@@ -3,7 +3,7 @@ import sys
 
 import pytest
 
-from lfdm.config import ConfigError, LFDMConfig, from_dict, to_dict, with_overrides, parse_override_args
+from lfdm.config import ConfigError, LFDMConfig, from_dict, to_dict, parse_override_args
 from lfdm.presets import PRESETS, get_preset
 
 
@@ -33,8 +33,8 @@ def test_paper_hyperparameters_in_presets():
 
 
 def test_overrides_are_typed_and_unknown_keys_are_errors():
-    cfg = get_preset("tiny", parse_override_args(["unet.dim=32", "train.dm.lr=0.01", "sample.sampler=ddpm",
-                                                  "unet.dim_mults=(1,2,2)"]))
+    cfg = get_preset("tiny", parse_override_args(["unet.dim=32", "train.dm.lr=0.01", "sample.sampler=dpmpp",
+                                                  "unet.dim_mults=[1, 2, 2]"]))
     assert cfg.unet.dim == 32 and cfg.train.dm.lr == 0.01 and cfg.unet.dim_mults == (1, 2, 2)
     with pytest.raises(ConfigError, match="unknown config key"):
         get_preset("tiny", {"unet.dimension": 3})
@@ -44,6 +44,11 @@ def test_overrides_are_typed_and_unknown_keys_are_errors():
         get_preset("tiny", {"unet.dim": "wide"})
     with pytest.raises(ConfigError, match="sample.sampler"):
         get_preset("tiny", {"sample.sampler": "euler"})
+    with pytest.raises(ConfigError, match="ddpm runs all 1000 steps"):        # a setting that cannot take effect
+        get_preset("tiny", {"sample.sampler": "ddpm"})
+    with pytest.raises(ConfigError, match="eta=0.5 has no effect on dpmpp"):
+        get_preset("tiny", {"sample.sampler": "dpmpp", "sample.eta": 0.5})
+    assert get_preset("tiny", parse_override_args(["train.dm.lr=1e-3"])).train.dm.lr == 1e-3   # YAML reads 1e-3 as text
     with pytest.raises(ConfigError, match="unknown preset"):
         get_preset("mug256")
     with pytest.raises(ConfigError, match="key=value"):

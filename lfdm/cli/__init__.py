@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 from typing import List, Optional
 
@@ -29,11 +28,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         from lfdm.cli.launch import exec_module
         return exec_module(LAUNCHERS[argv[0]], argv[1:])
     args = build_parser().parse_args(argv)
+    from lfdm.checkpoint import CheckpointError
     from lfdm.config import ConfigError
     from lfdm.data.manifest import ManifestError
     from lfdm.data.readers import LayoutError
     from lfdm.io.video import VideoError
-    known = (CommandError, ConfigError, ManifestError, LayoutError, VideoError, FileNotFoundError)
+    from lfdm.models.text import TextEncoderError
+    from lfdm.training.flow_cache import FlowCacheError
+    known = (CommandError, ConfigError, ManifestError, LayoutError, VideoError, FileNotFoundError, CheckpointError,
+             FlowCacheError, TextEncoderError)
     try:
         return int(args.func(args) or 0)
     except known as exc:

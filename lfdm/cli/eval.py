@@ -1,7 +1,10 @@
-"""lfdm eval recon"""
+"""lfdm eval recon | fvd | motion | run"""
 from __future__ import annotations
 
+import dataclasses
 import json
+
+from lfdm.cli.generate import add_sample_overrides, load_pipeline_for
 
 
 def register(sub) -> None:
@@ -32,21 +35,29 @@ def register(sub) -> None:
     m.add_argument("--data", required=True, help="the synthetic dataset's manifest.parquet")
     m.add_argument("--split", default="test")
     m.add_argument("--num-videos", type=int, default=90, help="spread evenly over classes and subjects")
-    m.add_argument("--sampler", choices=("ddpm", "ddim", "dpmpp"))
-    m.add_argument("--steps", type=int)
-    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--seed", dest="plan_seed", type=int, default=0,
+                   help="run seed of the plan (source frames and per-video seeds)")
     m.add_argument("--batch", type=int, default=6)
     m.add_argument("--out", help="JSON output")
     m.add_argument("--device")
+    add_sample_overrides(m, seed=False)
     m.set_defaults(func=_motion)
+    v = esub.add_parser("run", help="FVD, cFVD, sFVD, KVD of a generation run (lfdm generate-run), in this "
+                                    "process; python -m ray_jobs.evaluate is the same run on Ray")
+    v.add_argument("--data", required=True, help="manifest.parquet (real clips: its test split)")
+    v.add_argument("--out", required=True, help="the evaluation run's folder")
+    v.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="evaluation settings, e.g. generated=RUN bootstrap=20 (lfdm.runs.evaluation.EvaluationSettings)")
+    v.add_argument("--device")
+    v.set_defaults(func=_run)
 
 
 def _recon(args) -> int:
-    import torch
+    from lfdm.checkpoint import load_lfae
+    from lfdm.device import pick_device
     from lfdm.io import storage
-    from lfdm.pipelines.reconstruction import evaluate_reconstruction
-    from lfdm.training.checkpoint import load_lfae
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    from lfdm.runs.reconstruction import evaluate_reconstruction
+    device = pick_device(args.device)
     model, ckpt = load_lfae(args.checkpoint, preset=args.preset, device=device)
     result = evaluate_reconstruction(model, args.data, args.split, image_size=ckpt.config.data.image_size,
                                      device=device, max_videos=args.max_videos)
@@ -62,11 +73,11 @@ def _recon(args) -> int:
 
 def _fvd(args) -> int:
     import numpy as np
-    import torch
     from lfdm.cli import CommandError
+    from lfdm.device import pick_device
     from lfdm.metrics.fvd import FVDProtocol, bootstrap_fvd, extract_features, fvd_kvd
     from lfdm.metrics.i3d_weights import WeightsError, load_detector
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = pick_device(args.device)
     arrays = {}
     for name in ("real", "fake"):
         path = getattr(args, name)
@@ -89,26 +100,39 @@ def _fvd(args) -> int:
              for k, v in arrays.items()}
     result = fvd_kvd(feats["real"], feats["fake"])
     result["interval"] = bootstrap_fvd(feats["real"], feats["fake"], args.bootstrap)
-    protocol = FVDProtocol(num_frames=int(arrays["real"].shape[1]), weights=weights_id)
+    protocol = FVDProtocol(num_frames=int(arrays["real"].shape[1]), weights=weights_id,
+                           clip_choice="as given: every video of --real and --fake, all frames")
     if args.unscaled:
-        protocol = FVDProtocol(num_frames=protocol.num_frames, weights=weights_id, value_range="fed as is (--unscaled)")
+        protocol = dataclasses.replace(protocol, value_range="fed as is (--unscaled)")
     result["protocol"] = {**protocol.__dict__, "hash": protocol.digest()}
     print(json.dumps(result, indent=2))
     return 0
 
 
 def _motion(args) -> int:
-    import torch
     from lfdm.io import storage
-    from lfdm.pipelines.image_to_video import load_pipeline
-    from lfdm.pipelines.motion_eval import evaluate_motion
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    result = evaluate_motion(load_pipeline(args.checkpoint, device), args.data, num_videos=args.num_videos,
-                             split=args.split, seed=args.seed, sampler=args.sampler, steps=args.steps, batch=args.batch)
+    from lfdm.runs.motion_accuracy import evaluate_motion
+    result = evaluate_motion(load_pipeline_for(args), args.data, num_videos=args.num_videos, split=args.split,
+                             seed=args.plan_seed, batch=args.batch)
     print(f"condition accuracy ({result['sampler']}, {result['steps']} steps, {result['n']} videos, "
           f"subjects {', '.join(result['subjects'])}): {100 * result['accuracy']:.1f}%")
     for name, v in result["per_class"].items():
         print(f"  {name:<26} {100 * v['accuracy']:5.1f}%  (n={v['n']})")
     if args.out:
         storage.write_text(args.out, json.dumps(result, indent=2))
+    return 0
+
+
+def _run(args) -> int:
+    from lfdm.config import from_dict, parse_override_args, with_overrides
+    from lfdm.device import pick_device
+    from lfdm.io import storage
+    from lfdm.runs.evaluation import EvaluationSettings, evaluate, extract_local
+    settings = with_overrides(from_dict(EvaluationSettings, {}), parse_override_args(args.set))
+    device = pick_device(args.device)
+    cache = settings.feature_cache or storage.join(args.out, "feature_cache")
+    results = evaluate(args.out, args.data, settings, extract_local(args.data, settings, device), cache_dir=cache,
+                       device=device)
+    print(json.dumps({k: results[k] for k in ("fvd", "kvd", "cfvd_mean", "sfvd_mean", "condition_accuracy")
+                      if k in results}, indent=2))
     return 0

@@ -15,11 +15,8 @@ def register(sub) -> None:
 
 def module_parameter_counts(cfg) -> dict:
     from lfdm.models.autoencoder import LatentFlowAutoencoder, parameter_counts
+    from lfdm.models.unet3d import UNet3D
     counts = parameter_counts(LatentFlowAutoencoder(cfg.autoencoder))
-    try:
-        from lfdm.models.unet3d import UNet3D
-    except ImportError:      # stage 2 not built yet
-        return counts
     counts["unet"] = sum(p.numel() for p in UNet3D(cfg.unet).parameters())
     return counts
 

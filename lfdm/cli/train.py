@@ -30,22 +30,34 @@ def _common(p, data: bool = True) -> None:
 
 def _lfae(args) -> int:
     from lfdm.cli import CommandError
-    from lfdm.config import parse_override_args
-    from lfdm.presets import get_preset
-    from lfdm.training.lfae_local import train_lfae_local
+    from lfdm.training.lfae_stage import build_lfae_stage
     if args.decoder_only and not args.init:
         raise CommandError("--decoder-only fine-tunes a trained auto-encoder: pass --init CKPT_DIR")
-    cfg = get_preset(args.preset, parse_override_args(args.override))
-    out = train_lfae_local(cfg, args.data, args.out, init=args.init, decoder_only=args.decoder_only,
-                           device=args.device, max_minutes=args.max_minutes)
-    print(out)
+    cfg, device = _config(args)
+    stage = build_lfae_stage(cfg, args.data, device, init=args.init, decoder_only=args.decoder_only)
+    print(_run(stage, args, device))
     return 0
 
 
 def _dm(args) -> int:
-    from lfdm.config import parse_override_args
-    from lfdm.presets import get_preset
-    from lfdm.training.dm_local import train_dm_local
-    cfg = get_preset(args.preset, parse_override_args(args.override))
-    print(train_dm_local(cfg, args.lfae, args.flows, args.out, device=args.device, max_minutes=args.max_minutes))
+    from lfdm.training.dm_stage import build_dm_stage, label_conditions
+    cfg, device = _config(args)
+    labels, text = label_conditions(cfg, args.lfae, args.flows)
+    print(_run(build_dm_stage(cfg, args.lfae, args.flows, device, labels=labels, text_embeddings=text), args, device))
     return 0
+
+
+def _config(args):
+    from lfdm.config import parse_override_args
+    from lfdm.device import pick_device
+    from lfdm.presets import get_preset
+    return get_preset(args.preset, parse_override_args(args.override)), pick_device(args.device)
+
+
+def _run(stage, args, device) -> str:
+    """Stage 1 or 2 on this machine: step checkpoints, metrics and samples in OUT/train, the model in OUT."""
+    from lfdm.io import storage
+    from lfdm.training.run import LocalHooks, run_stage
+    run_stage(stage, LocalHooks(device), storage.join(args.out, "train"), args.out,
+              max_seconds=None if args.max_minutes is None else 60 * args.max_minutes)
+    return args.out

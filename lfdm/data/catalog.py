@@ -1,4 +1,4 @@
-"""Class-label strings and subject splits of the official datasets, exactly as REFERENCE.md §6.
+"""Class-label strings and subject splits of the official datasets, exactly as docs/reference.md §6.
 
 The label strings are what the text encoder sees; keep them byte-identical to the official code.
 """

@@ -18,6 +18,7 @@ from lfdm.data.manifest import VideoRecord
 from lfdm.data.sampling import clip_indices, pair_indices
 from lfdm.data.transforms import JitterFactors, color_jitter, crop, letterbox, to_tensor
 from lfdm.io.seeding import numpy_rng
+from lfdm.io.pixels import to_uint8
 from lfdm.io.video import read_frames
 
 
@@ -40,7 +41,7 @@ class ProcessedVideoCache:
             return self._items[key]
         indices = range(record.frame_start, record.frame_start + record.num_frames)
         frames = letterbox(crop(read_frames(record.uri, list(indices)), record.crop), image_size)
-        frames = (frames * 255 + 0.5).astype(np.uint8)
+        frames = to_uint8(frames)
         self._items[key] = frames
         self._bytes += frames.nbytes
         while self._bytes > self.max_bytes and len(self._items) > 1:

@@ -1,4 +1,4 @@
-"""The dataset manifest (DESIGN.md §2): one row per video, stored as Parquet.
+"""The dataset manifest (docs/design.md, "Contracts"): one row per video, stored as Parquet.
 
 Columns: video_id, uri, label (class index), label_text, subject, split, num_frames, fps,
 frame_start (first file frame of a segment), crop ([y0, y1, x0, x1] or null), dataset.

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Dict, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -117,15 +117,3 @@ def _decide(translation: Sequence[float], zoom: float, rotation: float) -> int:
 def classify(frames) -> int:
     """Class index (into synthetic.CLASSES) of a video, or UNKNOWN (-1)."""
     return estimate_motion(frames).label
-
-
-def accuracy(predicted: Sequence[int], expected: Sequence[int]) -> Dict[str, object]:
-    """Overall and per-class accuracy (UNKNOWN counts as wrong)."""
-    predicted, expected = np.asarray(predicted), np.asarray(expected)
-    per_class = {}
-    for k, name in enumerate(CLASSES):
-        sel = expected == k
-        if sel.any():
-            per_class[name] = {"n": int(sel.sum()), "accuracy": float((predicted[sel] == k).mean())}
-    return {"n": int(len(expected)), "accuracy": float((predicted == expected).mean()) if len(expected) else 0.0,
-            "per_class": per_class}

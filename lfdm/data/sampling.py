@@ -1,4 +1,4 @@
-"""Which frames of a video make a stage-2 clip or a stage-1 pair (REFERENCE.md §4, official semantics).
+"""Which frames of a video make a stage-2 clip or a stage-1 pair (docs/reference.md §4, official semantics).
 
 - ``uniform``: linspace(0, T-1, K) truncated to int (test sets).
 - ``random``: the uniform indices, each inner one jittered within its neighbours' steps, sorted.

@@ -17,6 +17,7 @@ from tqdm import tqdm
 from lfdm.data.manifest import Manifest, VideoRecord, read_manifest, write_manifest
 from lfdm.data.synthetic_render import Subject, background, render_frame
 from lfdm.io import storage
+from lfdm.io.pixels import to_uint8
 from lfdm.io.seeding import numpy_rng
 from lfdm.io.video import write_video
 
@@ -95,7 +96,7 @@ def render_video(subject: Subject, label: str, spec: SyntheticSpec, rng: np.rand
     for i in range(spec.num_frames):
         center, radius, angle = traj.pose(i / (spec.num_frames - 1))
         frames.append(render_frame(subject, bg, center, radius, angle))
-    return (np.clip(np.stack(frames), 0, 1) * 255 + 0.5).astype(np.uint8)
+    return to_uint8(np.stack(frames))
 
 
 def plan(spec: SyntheticSpec) -> Iterator[Tuple[VideoRecord, Subject, str]]:

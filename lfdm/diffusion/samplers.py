@@ -1,17 +1,20 @@
-"""Samplers as plain functions over ``denoiser(x_t, t) -> eps`` (k-diffusion style).
+"""Samplers as plain functions over ``denoiser(x_t, t) -> eps`` (k-diffusion style), one registry.
 
 - ``ddpm``: ancestral sampling over all T steps with the posterior variance beta~_t (Ho et al. 2020, Eq. 6-7).
 - ``ddim``: Song et al. 2021, Eq. 12, with eta, on "trailing" steps that start at t = T-1
   (the official code started at t = 909 and read abar one index off).
-- ``dpmpp_2m``: DPM-Solver++(2M), data prediction, multistep, first order at the ends
+- ``dpmpp``: DPM-Solver++(2M), data prediction, multistep, first order at the ends
   (Lu et al. 2022, Alg. 2), solving down to sigma = 0.
+Every sampler has one signature: ``fn(denoiser, schedule, x, noise, *, steps, eta, threshold, callback)``.
 x0 predictions are dynamically thresholded (quantile 0.9) when ``threshold`` is set.
 Randomness comes from ``noise(step_index)``: per-video generators, so a video does not depend on its batch.
+``callback(i, total)`` runs after step i (progress reports); it sees no tensor, so it cannot change a result.
 Every coefficient is computed on the device before the loop: no host-device traffic per step.
 """
 from __future__ import annotations
 
-from typing import Callable, List, Optional, Sequence
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -22,7 +25,7 @@ from lfdm.diffusion.thresholding import dynamic_threshold
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 NoiseFn = Callable[[int], torch.Tensor]
-SAMPLERS = ("ddpm", "ddim", "dpmpp")
+Callback = Optional[Callable[[int, int], None]]
 
 
 class PerVideoNoise:
@@ -54,13 +57,14 @@ def _predict_x0(denoiser, x, t: int, schedule, threshold):
     return x0, eps, abar
 
 
-def _scalar(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return v.to(like.dtype).view(-1, *([1] * (like.dim() - 1)))
+def _report(callback: Callback, i: int, total: int) -> None:
+    if callback is not None:
+        callback(i, total)
 
 
 @torch.no_grad()
-def ddpm(denoiser: Denoiser, schedule: Schedule, x: torch.Tensor, noise: NoiseFn,
-         threshold: Optional[float] = 0.9) -> torch.Tensor:
+def ddpm(denoiser: Denoiser, schedule: Schedule, x: torch.Tensor, noise: NoiseFn, *, steps: int,
+         eta: float = 0.0, threshold: Optional[float] = 0.9, callback: Callback = None) -> torch.Tensor:
     buffers = {k: v.to(x.device) for k, v in schedule.official_buffers().items()}
     for i, t in enumerate(reversed(range(schedule.timesteps))):
         x0, _, _ = _predict_x0(denoiser, x, t, schedule, threshold)
@@ -69,12 +73,13 @@ def ddpm(denoiser: Denoiser, schedule: Schedule, x: torch.Tensor, noise: NoiseFn
             x = mean + torch.exp(0.5 * buffers["posterior_log_variance_clipped"][t]) * noise(i)
         else:
             x = mean
+        _report(callback, i, steps)
     return x
 
 
 @torch.no_grad()
-def ddim(denoiser: Denoiser, schedule: Schedule, x: torch.Tensor, noise: NoiseFn, steps: int,
-         eta: float = 0.0, threshold: Optional[float] = 0.9) -> torch.Tensor:
+def ddim(denoiser: Denoiser, schedule: Schedule, x: torch.Tensor, noise: NoiseFn, *, steps: int,
+         eta: float = 0.0, threshold: Optional[float] = 0.9, callback: Callback = None) -> torch.Tensor:
     times = trailing_timesteps(schedule.timesteps, steps)
     table = schedule.padded_abar(x.device)
     prev = table[torch.tensor(times[1:] + [-1], device=x.device) + 1]            # abar of the next time
@@ -88,12 +93,13 @@ def ddim(denoiser: Denoiser, schedule: Schedule, x: torch.Tensor, noise: NoiseFn
         x = c_x0 * x0 + c_eps * eps
         if eta > 0 and i + 1 < len(times):
             x = x + c_noise * noise(i)
+        _report(callback, i, steps)
     return x
 
 
 @torch.no_grad()
-def dpmpp_2m(denoiser: Denoiser, schedule: Schedule, x: torch.Tensor, steps: int,
-             threshold: Optional[float] = 0.9) -> torch.Tensor:
+def dpmpp_2m(denoiser: Denoiser, schedule: Schedule, x: torch.Tensor, noise: NoiseFn, *, steps: int,
+             eta: float = 0.0, threshold: Optional[float] = 0.9, callback: Callback = None) -> torch.Tensor:
     times = trailing_timesteps(schedule.timesteps, steps)
     a = schedule.padded_abar(x.device)[torch.tensor(times, device=x.device) + 1]   # (steps,) float64
     lam = 0.5 * (torch.log(a) - torch.log1p(-a))                                   # log(alpha / sigma)
@@ -107,22 +113,47 @@ def dpmpp_2m(denoiser: Denoiser, schedule: Schedule, x: torch.Tensor, steps: int
     for i, t in enumerate(times):
         x0, _, _ = _predict_x0(denoiser, x, t, schedule, threshold)
         if i + 1 == len(times):           # last step solves to sigma = 0: the data prediction itself
+            _report(callback, i, steps)
             return x0
         ratio, step_coef, w_now, w_prev = table[i]
         d = x0 if previous is None or i + 2 == len(times) else w_now * x0 - w_prev * previous
         x = ratio * x - step_coef * d
         previous = x0
+        _report(callback, i, steps)
     return x
 
 
+@dataclass(frozen=True)
+class SamplerSpec:
+    fn: Callable[..., torch.Tensor]
+    all_steps: bool          # runs every step of the schedule (steps must equal T)
+    takes_eta: bool          # eta (stochasticity) means something to it
+
+
+SAMPLERS: Dict[str, SamplerSpec] = {
+    "ddpm": SamplerSpec(ddpm, all_steps=True, takes_eta=False),
+    "ddim": SamplerSpec(ddim, all_steps=False, takes_eta=True),
+    "dpmpp": SamplerSpec(dpmpp_2m, all_steps=False, takes_eta=False),
+}
+
+
+def check_sampler(name: str, steps: int, timesteps: int, eta: float = 0.0) -> SamplerSpec:
+    """The sampler's spec; a ValueError that names the problem for an unknown sampler or settings it cannot take."""
+    if name not in SAMPLERS:
+        raise ValueError(f"unknown sampler {name!r}; expected one of {list(SAMPLERS)}")
+    spec = SAMPLERS[name]
+    if spec.all_steps and steps != timesteps:
+        raise ValueError(f"{name} runs all {timesteps} steps; use one of "
+                         f"{[n for n, s in SAMPLERS.items() if not s.all_steps]} for {steps}")
+    if not 1 <= steps <= timesteps:
+        raise ValueError(f"steps must be in 1..{timesteps}, got {steps}")
+    if eta and not spec.takes_eta:
+        raise ValueError(f"eta={eta} has no effect on {name}; only {[n for n, s in SAMPLERS.items() if s.takes_eta]} "
+                         f"take it")
+    return spec
+
+
 def sample(name: str, denoiser: Denoiser, schedule: Schedule, x: torch.Tensor, noise: NoiseFn, *,
-           steps: int, eta: float = 0.0, threshold: Optional[float] = 0.9) -> torch.Tensor:
-    if name == "ddpm":
-        if steps != schedule.timesteps:
-            raise ValueError(f"ddpm runs all {schedule.timesteps} steps; use ddim or dpmpp for {steps}")
-        return ddpm(denoiser, schedule, x, noise, threshold)
-    if name == "ddim":
-        return ddim(denoiser, schedule, x, noise, steps, eta, threshold)
-    if name == "dpmpp":
-        return dpmpp_2m(denoiser, schedule, x, steps, threshold)
-    raise ValueError(f"unknown sampler {name!r}; expected one of {SAMPLERS}")
+           steps: int, eta: float = 0.0, threshold: Optional[float] = 0.9, callback: Callback = None) -> torch.Tensor:
+    spec = check_sampler(name, steps, schedule.timesteps, eta)
+    return spec.fn(denoiser, schedule, x, noise, steps=steps, eta=eta, threshold=threshold, callback=callback)

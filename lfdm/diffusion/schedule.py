@@ -6,11 +6,12 @@ beta_t = 1 - abar_t / abar_{t-1} clipped to max_beta. Computed in float64 like t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict
+from typing import TYPE_CHECKING, Dict
 
 import torch
 
-from lfdm.config import DiffusionConfig
+if TYPE_CHECKING:              # lfdm.config imports the sampler registry, which imports this module
+    from lfdm.config import DiffusionConfig
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ class Schedule:
         return {k: v.float() for k, v in out.items()}
 
 
-def cosine_schedule(cfg: DiffusionConfig) -> Schedule:
+def cosine_schedule(cfg: "DiffusionConfig") -> Schedule:
     steps = cfg.timesteps
     x = torch.linspace(0, steps, steps + 1, dtype=torch.float64)
     f = torch.cos(((x / steps) + cfg.cosine_s) / (1 + cfg.cosine_s) * torch.pi * 0.5) ** 2

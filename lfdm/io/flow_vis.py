@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from lfdm.io.pixels import to_uint8
+
 # Segment lengths of the wheel: red-yellow, yellow-green, green-cyan, cyan-blue, blue-magenta, magenta-red.
 SEGMENTS = (15, 6, 4, 11, 13, 6)
 
@@ -39,7 +41,7 @@ def displacement_to_color(u: np.ndarray, v: np.ndarray, max_radius: float | None
     frac = (position - np.floor(position))[..., None]
     colour = (1 - frac) * wheel[k0] + frac * wheel[k1]
     colour = 1 - r[..., None] * (1 - colour)               # white at zero motion
-    return (colour * 255 + 0.5).astype(np.uint8)
+    return to_uint8(colour)
 
 
 def grid_flow_to_color(flow: np.ndarray, max_radius: float | None = None) -> np.ndarray:

@@ -9,21 +9,21 @@ import torch
 import torch.nn.functional as F
 
 from lfdm.io import storage
+from lfdm.io.pixels import to_uint8
 
 
-def to_uint8(x: torch.Tensor) -> np.ndarray:
+def image_uint8(x: torch.Tensor) -> np.ndarray:
     """(3, H, W) or (1, H, W) in [0, 1] -> (H, W, 3) uint8."""
-    x = x.detach().float().cpu().clamp(0, 1)
     if x.shape[0] == 1:
         x = x.expand(3, -1, -1)
-    return (x.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+    return to_uint8(x.permute(1, 2, 0))
 
 
 def grid(rows: Sequence[Sequence[torch.Tensor]], size: int) -> np.ndarray:
     """rows of (C, h, w) images, each resized (nearest) to size x size -> one uint8 image."""
     out = []
     for row in rows:
-        cells = [to_uint8(F.interpolate(img[None].float(), size=(size, size), mode="nearest")[0]) for img in row]
+        cells = [image_uint8(F.interpolate(img[None].float(), size=(size, size), mode="nearest")[0]) for img in row]
         out.append(np.concatenate(cells, axis=1))
     return np.concatenate(out, axis=0)
 

@@ -1,18 +1,23 @@
-"""Writers of generated videos: mp4, gif, and the official-style strip
+"""Writers of generated videos: mp4, gif, npz (frames + flows + occlusions), and the official-style strip
 (input | generated | flow in the Middlebury colour wheel | occlusion), animated over frames."""
 from __future__ import annotations
+
+import io
+import json
+from typing import Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from lfdm.io.flow_vis import grid_flow_to_color
+from lfdm.io.pixels import to_uint8
 from lfdm.io.video import encode_video
 
 
 def frames_uint8(frames: torch.Tensor) -> np.ndarray:
     """(3, K, H, W) in [0, 1] -> (K, H, W, 3) uint8."""
-    return (frames.detach().float().clamp(0, 1).permute(1, 2, 3, 0).cpu().numpy() * 255 + 0.5).astype(np.uint8)
+    return to_uint8(frames.permute(1, 2, 3, 0))
 
 
 def strip_frames(source: torch.Tensor, frames: torch.Tensor, flows: torch.Tensor,
@@ -25,7 +30,7 @@ def strip_frames(source: torch.Tensor, frames: torch.Tensor, flows: torch.Tensor
     colour = F.interpolate(colour.float(), size=(size, size), mode="nearest").byte().permute(0, 2, 3, 1).numpy()
     occ = F.interpolate(occlusions.float().cpu().permute(1, 0, 2, 3), size=(size, size), mode="bilinear",
                         align_corners=False).clamp(0, 1)
-    occ = (occ.repeat(1, 3, 1, 1).permute(0, 2, 3, 1).numpy() * 255 + 0.5).astype(np.uint8)
+    occ = to_uint8(occ.repeat(1, 3, 1, 1).permute(0, 2, 3, 1))
     return np.concatenate([src, video, colour, occ], axis=2)
 
 
@@ -33,3 +38,19 @@ def encode(frames: np.ndarray, fmt: str, fps: float) -> bytes:
     if fmt not in ("mp4", "gif"):
         raise ValueError(f"unknown video format {fmt!r}: use mp4 or gif")
     return encode_video(frames, fps=fps, fmt=fmt)
+
+
+def npz_bytes(frames: np.ndarray, flows, occlusions, metadata: Optional[dict] = None) -> bytes:
+    """One video as .npz: frames (K, H, W, 3) uint8, flows (K, h, w, 2) sampling grids, occlusions (K, h, w)
+    in [0, 1] (1 = visible), and optional JSON metadata."""
+    arrays = {"frames": frames, "flows": np.asarray(_numpy(flows), np.float32),
+              "occlusions": np.asarray(_numpy(occlusions), np.float32)}
+    if metadata is not None:
+        arrays["metadata"] = np.array(json.dumps(metadata))
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    return buf.getvalue()
+
+
+def _numpy(x):
+    return x.detach().float().cpu().numpy() if torch.is_tensor(x) else x

@@ -154,40 +154,18 @@ def write_text(uri: str, text: str) -> None:
     write_bytes(uri, text.encode("utf-8"))
 
 
-@contextlib.contextmanager
-def local_copy(uri: str) -> Iterator[str]:
-    """A local path holding the file's bytes (the path itself for local files)."""
-    if not is_s3(uri):
-        yield os.path.abspath(os.path.expanduser(uri))
+def append_text(uri: str, text: str) -> None:
+    """Append to a text file: in place on a local disk; S3 objects cannot be appended to, so there the
+    object is rewritten whole (callers batch their appends). A crash mid-append can leave a partial last line."""
+    if is_s3(uri):
+        write_text(uri, (read_text(uri) if exists(uri) else "") + text)
         return
-    suffix = os.path.splitext(uri)[1]
-    with tempfile.NamedTemporaryFile(suffix=suffix) as tmp:
-        with open_read(uri) as src:
-            shutil.copyfileobj(src, tmp)
-        tmp.flush()
-        yield tmp.name
-
-
-def upload_dir(local_dir: str, uri: str) -> None:
-    """Copy a local directory tree to ``uri`` (local or s3), file by file, each write atomic."""
-    for root, _, files in os.walk(local_dir):
-        for name in sorted(files):
-            src = os.path.join(root, name)
-            rel = os.path.relpath(src, local_dir).replace(os.sep, "/")
-            with open(src, "rb") as f, atomic_write(join(uri, *rel.split("/"))) as out:
-                shutil.copyfileobj(f, out)
-
-
-def download_dir(uri: str, local_dir: str) -> None:
-    fs, path = filesystem(uri)
-    for info in fs.get_file_info(pafs.FileSelector(path, recursive=True)):
-        if info.type != pafs.FileType.File:
-            continue
-        rel = posixpath.relpath(info.path, path)
-        dst = os.path.join(local_dir, *rel.split("/"))
-        os.makedirs(os.path.dirname(dst), exist_ok=True)
-        with fs.open_input_stream(info.path) as src, open(dst, "wb") as out:
-            shutil.copyfileobj(src, out)
+    path = os.path.abspath(os.path.expanduser(uri))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def bytes_io(uri: str) -> io.BytesIO:

@@ -1,5 +1,5 @@
 """FVD (Unterthiner et al. 2018) and its class- and subject-conditional variants (paper Sec. 4.1), KVD,
-bootstrap intervals, under a written-down, hashed protocol (DESIGN.md §5).
+bootstrap intervals, under a written-down, hashed protocol (docs/fvd_protocol.md).
 
 FD is biased ~1/N: with few videos per group, cFVD/sFVD are mostly bias. Every group therefore
 reports n_real and n_gen, groups with n <= 400 are flagged, and KVD (unbiased) sits beside FVD.

@@ -13,6 +13,7 @@ import pyarrow as pa
 
 from lfdm.io import storage
 from lfdm.io.figures import pyplot, save_figure
+from lfdm.metrics.accuracy import per_class_accuracy
 from lfdm.metrics.fvd import SMALL_GROUP, bootstrap_fvd, fvd_kvd, grouped_fvd
 
 
@@ -43,12 +44,10 @@ def compute_metrics(real: pa.Table, fake: pa.Table, settings, classes: Optional[
     out.update(sfvd_mean=s["mean"], sfvd_std=s["std"], sfvd=s)
     out["small_group_threshold"] = SMALL_GROUP
     if classes is not None and not stochastic:
-        predicted, labels = np.asarray(fake_col("predicted")), fake_col("label")
-        expected = np.asarray([list(classes).index(lab) for lab in labels])
-        per_class = {name: {"n": int((expected == k).sum()), "accuracy": float((predicted[expected == k] == k).mean())}
-                     for k, name in enumerate(classes) if (expected == k).any()}
-        out["condition_accuracy"] = float((predicted == expected).mean())
-        out["condition_accuracy_per_class"] = per_class
+        expected = [list(classes).index(lab) for lab in fake_col("label")]
+        acc = per_class_accuracy(fake_col("predicted"), expected, classes)
+        out["condition_accuracy"] = acc["accuracy"]
+        out["condition_accuracy_per_class"] = acc["per_class"]
     return out
 
 

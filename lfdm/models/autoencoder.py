@@ -8,7 +8,7 @@ with f and m resized bilinearly to each level. Skips are the source encoder's fe
 """
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import Dict, Iterator, List, Tuple
 
 import torch
 from torch import nn
@@ -96,6 +96,17 @@ class LatentFlowAutoencoder(nn.Module):
         bg = self.bg_predictor(source, driving)
         flow, occlusion = self.flow_predictor(source, source_regions, driving_regions, bg)
         return flow, occlusion, source_regions, driving_regions
+
+    def flows_from_source(self, source: torch.Tensor, frames: torch.Tensor,
+                          batch_size: int) -> Iterator[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """(chunk, flow, occlusion) for every ``batch_size`` frames of one video against its source (1, 3, S, S);
+        the source's regions are computed once."""
+        source_regions = self.region_predictor(source)
+        for chunk in frames.split(batch_size):
+            n = chunk.shape[0]
+            regions = {k: v.expand(n, *v.shape[1:]) for k, v in source_regions.items()}
+            flow, occlusion, _, _ = self.estimate_flow(source.expand(n, -1, -1, -1), chunk, source_regions=regions)
+            yield chunk, flow, occlusion
 
     def decode(self, source_skips: List[torch.Tensor], source_image: torch.Tensor, flow: torch.Tensor,
                occlusion: torch.Tensor) -> torch.Tensor:

@@ -12,6 +12,8 @@ from typing import List, Sequence
 
 import torch
 
+from lfdm.config import ConfigError, TextConfig
+
 MINILM = "minilm"
 
 
@@ -70,6 +72,15 @@ def whiten_label_embeddings(embeddings: torch.Tensor) -> torch.Tensor:
     white = u[:, :rank] @ vh[:rank]                                           # (n, D), Gram = I - 11^T/n
     scale = e.norm(dim=1).mean() / white.norm(dim=1).mean()
     return (white * scale).to(embeddings.dtype)
+
+
+def condition_embeddings(cfg: TextConfig, labels: Sequence[str], text_dim: int) -> torch.Tensor:
+    """The class conditions of a run: embeddings of ``labels`` (whitened if ``cfg.whiten``), (n, text_dim)."""
+    emb = embed_labels(labels, cfg.encoder, cfg.max_length)
+    if emb.shape[1] != text_dim:
+        raise ConfigError(f"text encoder {cfg.encoder!r} gives {emb.shape[1]}-d embeddings but "
+                          f"unet.text_dim={text_dim}; set unet.text_dim={emb.shape[1]}")
+    return whiten_label_embeddings(emb) if cfg.whiten else emb
 
 
 def label_index(labels: List[str], label: str) -> int:

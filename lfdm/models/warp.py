@@ -44,21 +44,3 @@ def warp(x: torch.Tensor, flow: torch.Tensor, align_corners: bool) -> torch.Tens
         out = F.grid_sample(x.float(), flow.float(), mode="bilinear", padding_mode="zeros",
                             align_corners=align_corners)
     return out.to(x.dtype)
-
-
-def flow_to_target(flow: torch.Tensor, occlusion: torch.Tensor, residual: bool, scale: float = 1.0) -> torch.Tensor:
-    """Stage-2 diffusion target x0 = cat(scale * (flow [- identity]), 2 * occlusion - 1).
-
-    flow (B, K, h, w, 2), occlusion (B, K, h, w) -> (B, 3, K, h, w).
-    """
-    if residual:
-        flow = flow - coordinate_grid(flow.shape[-3], flow.shape[-2], flow.device, flow.dtype)
-    return torch.cat([scale * flow.permute(0, 4, 1, 2, 3), (2 * occlusion - 1).unsqueeze(1)], dim=1)
-
-
-def target_to_flow(x0: torch.Tensor, residual: bool, scale: float = 1.0):
-    """Inverse of ``flow_to_target``: x0 (B, 3, K, h, w) -> flow (B, K, h, w, 2), occlusion (B, 1, K, h, w)."""
-    flow = x0[:, :2].permute(0, 2, 3, 4, 1) / scale
-    if residual:
-        flow = flow + coordinate_grid(flow.shape[-3], flow.shape[-2], flow.device, flow.dtype)
-    return flow.contiguous(), ((x0[:, 2:3] + 1) / 2).clamp(0, 1)

@@ -1,19 +1,22 @@
 """Image(s) + class label(s) -> videos, latent flows and occlusion maps (paper Sec. 3.3, Fig. 2)."""
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
-from typing import List, Optional, Sequence
+from typing import Callable, List, Mapping, Optional, Sequence
 
 import torch
 
-from lfdm.config import LFDMConfig
+from lfdm import checkpoint as ckpt
+from lfdm.device import bf16_autocast
+from lfdm.config import ConfigError, LFDMConfig, with_overrides
 from lfdm.diffusion.guidance import guided
-from lfdm.diffusion.parameterisation import as_eps
+from lfdm.diffusion.parameterisation import Prediction
 from lfdm.diffusion.samplers import PerVideoNoise, sample
 from lfdm.diffusion.schedule import cosine_schedule
+from lfdm.flow_target import target_to_flow
 from lfdm.models.autoencoder import LatentFlowAutoencoder
 from lfdm.models.text import label_index
-from lfdm.models.warp import target_to_flow
 from lfdm.models.unet3d import UNet3D
 
 
@@ -35,7 +38,39 @@ class ImageToVideoPipeline:
         self.unet = unet.eval()
         self.labels = list(labels)
         self.text_embeddings = text_embeddings
-        self.schedule = cosine_schedule(config.diffusion)
+        self.prediction = Prediction(config.diffusion.prediction, cosine_schedule(config.diffusion))
+        self.checkpoint_hash = ""          # of the weights it was loaded from ("" when built in memory)
+
+    @classmethod
+    def load(cls, uri: str, device: str | torch.device = "cpu") -> "ImageToVideoPipeline":
+        """A full generation checkpoint (kind "lfdm") as a pipeline on ``device``."""
+        loaded = ckpt.read_checkpoint(uri)
+        if loaded.kind != "lfdm":
+            raise ckpt.CheckpointError(
+                f"{uri} is a {loaded.kind!r} checkpoint; generation needs a full model "
+                f"(train stage 2 with `lfdm train dm`, or import with `lfdm convert official --dm`)")
+        lfae, _ = ckpt.load_lfae(loaded)
+        unet = UNet3D(loaded.config.unet)
+        ckpt.load_state_strict(unet, loaded.subset("unet."), "U-Net", uri)
+        pipe = cls(loaded.config, lfae, unet, loaded.labels, loaded.tensors["text.embeddings"])
+        pipe.checkpoint_hash = loaded.weights_hash
+        return pipe.to(device)
+
+    def save(self, uri: str, extra: Optional[dict] = None) -> None:
+        """Write the pipeline as a full generation checkpoint (kind "lfdm") that ``load`` reads back."""
+        tensors = {**ckpt.with_prefix("lfae.", self.lfae.state_dict()), **ckpt.with_prefix("unet.", self.unet.state_dict()),
+                   "text.embeddings": self.text_embeddings}
+        ckpt.save_checkpoint(uri, self.config, tensors, kind="lfdm", labels=self.labels, extra=extra)
+
+    def with_overrides(self, overrides: Mapping[str, object]) -> "ImageToVideoPipeline":
+        """The same modules under a config with dotted overrides (``sample.steps``, ``data.num_frames``, ...);
+        keys outside sample.* and data.num_frames would not match the weights and are refused."""
+        bad = [k for k in overrides if not (k.startswith("sample.") or k == "data.num_frames")]
+        if bad:
+            raise ConfigError(f"{bad}: a trained pipeline takes overrides of sample.* and data.num_frames only")
+        pipe = copy.copy(self)                   # shares the modules and embeddings
+        pipe.config = with_overrides(self.config, overrides).validate()
+        return pipe
 
     @property
     def device(self) -> torch.device:
@@ -51,9 +86,11 @@ class ImageToVideoPipeline:
     def __call__(self, images: torch.Tensor, labels: Sequence[Optional[str]], *, seeds: Sequence[int],
                  sampler: Optional[str] = None, steps: Optional[int] = None,
                  guidance: Optional[float] = None, eta: Optional[float] = None,
-                 num_frames: Optional[int] = None) -> GeneratedVideos:
+                 num_frames: Optional[int] = None,
+                 callback: Optional[Callable[[int, int], None]] = None) -> GeneratedVideos:
         """images (B, 3, S, S) in [0, 1]; one seed per video (its noise generator, so a video does not
-        depend on its batch); a label of None generates from the null condition (stochastic I2V)."""
+        depend on its batch); a label of None generates from the null condition (stochastic I2V).
+        Settings left None take the config's ``sample.*``; ``callback(i, total)`` after each sampler step."""
         cfg = self.config.sample
         sampler, steps = sampler or cfg.sampler, steps or cfg.steps
         guidance = cfg.guidance if guidance is None else guidance
@@ -80,13 +117,14 @@ class ImageToVideoPipeline:
         # 4. sample the flow/occlusion volume x0 (B, 3, K, h, w)
         def model(x, t, null):
             n = x.shape[0] // b
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+            with bf16_autocast(device, cfg.bf16):
                 out = self.unet(x, t, text=text.repeat(n, 1), z0_features=z0_features.repeat(n, 1, 1, 1, 1),
                                 use_null=null)
             return out.float()
-        denoiser = guided(as_eps(model, self.schedule, self.config.diffusion.prediction), guidance, use_null)
-        x0 = sample(sampler, denoiser, self.schedule, noise(), noise, steps=steps,
-                    eta=cfg.eta if eta is None else eta, threshold=self.config.diffusion.dynamic_threshold_quantile)
+        denoiser = guided(self.prediction.eps_denoiser(model), guidance, use_null)
+        x0 = sample(sampler, denoiser, self.prediction.schedule, noise(), noise, steps=steps,
+                    eta=cfg.eta if eta is None else eta, threshold=self.config.diffusion.dynamic_threshold_quantile,
+                    callback=callback)
 
         # 5. split into flows (B, K, h, w, 2) and occlusion maps (B, 1, K, h, w)
         flows, occlusions = target_to_flow(x0, self.config.diffusion.residual_flow, self.config.diffusion.flow_scale)
@@ -118,19 +156,3 @@ def decode_frames(lfae: LatentFlowAutoencoder, skips: List[torch.Tensor], images
         out.append(lfae.decoder([s[idx] for s in skips], images[idx], flat_flow[sel], flat_occ[sel]))
     frames = torch.cat(out)                                               # (B*K, 3, H, W)
     return frames.view(b, k, *frames.shape[1:]).permute(0, 2, 1, 3, 4)
-
-
-def load_pipeline(uri: str, device: str | torch.device = "cpu") -> ImageToVideoPipeline:
-    """A full generation checkpoint (kind "lfdm") as a pipeline on ``device``."""
-    from lfdm.training.checkpoint import CheckpointError, load_state_strict, read_checkpoint
-    ckpt = read_checkpoint(uri)
-    if ckpt.kind != "lfdm":
-        raise CheckpointError(f"{uri} is a {ckpt.kind!r} checkpoint; generation needs a full model "
-                              f"(train stage 2 with `lfdm train dm`, or import with `lfdm convert official --dm`)")
-    lfae = LatentFlowAutoencoder(ckpt.config.autoencoder)
-    load_state_strict(lfae, ckpt.subset("lfae."), "auto-encoder", uri)
-    unet = UNet3D(ckpt.config.unet)
-    load_state_strict(unet, ckpt.subset("unet."), "U-Net", uri)
-    pipe = ImageToVideoPipeline(ckpt.config, lfae, unet, ckpt.labels, ckpt.tensors["text.embeddings"])
-    pipe.checkpoint = ckpt
-    return pipe.to(device)

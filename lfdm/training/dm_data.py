@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 from lfdm.config import DataConfig
 from lfdm.data.sampling import clip_indices
 from lfdm.io.seeding import numpy_rng
-from lfdm.models.warp import flow_to_target
+from lfdm.flow_target import flow_to_target
 from lfdm.training.flow_cache import VideoFlows
 
 

@@ -15,25 +15,24 @@ from torch import nn
 
 from lfdm.config import ClipJitterConfig
 from lfdm.data.transforms import JitterFactors, color_jitter
-from lfdm.diffusion.losses import eps_mse_loss
-from lfdm.diffusion.schedule import Schedule
+from lfdm.diffusion.losses import diffusion_loss
+from lfdm.diffusion.parameterisation import Prediction
 from lfdm.models.autoencoder import ImageEncoder
 from lfdm.models.unet3d import UNet3D
 
 
 class DmObjective(nn.Module):
-    def __init__(self, unet: UNet3D, schedule: Schedule, text_embeddings: torch.Tensor, cond_drop_prob: float,
+    def __init__(self, unet: UNet3D, prediction: Prediction, text_embeddings: torch.Tensor, cond_drop_prob: float,
                  encoder: Optional[ImageEncoder] = None, jitter: Optional[ClipJitterConfig] = None,
-                 min_snr_gamma: Optional[float] = None, prediction: str = "eps"):
+                 min_snr_gamma: Optional[float] = None):
         super().__init__()
         self.unet = unet
-        self.schedule = schedule
+        self.prediction = prediction
         self.register_buffer("text_embeddings", text_embeddings.float())
         self.cond_drop_prob = cond_drop_prob
         self.encoder = encoder.eval().requires_grad_(False) if encoder is not None else None
         self.jitter = jitter
         self.min_snr_gamma = min_snr_gamma
-        self.prediction = prediction
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -59,10 +58,9 @@ class DmObjective(nn.Module):
         use_null = torch.rand(x0.shape[0], device=x0.device, generator=generator) < self.cond_drop_prob
         z0_features = self.unet.encode_condition(z0.to(x0.dtype))
 
-        def denoiser(x_t, t):
+        def network(x_t, t):
             return self.unet(x_t, t, text=text, z0_features=z0_features, use_null=use_null)
-        return eps_mse_loss(denoiser, x0, self.schedule, generator=generator, min_snr_gamma=self.min_snr_gamma,
-                            prediction=self.prediction)
+        return diffusion_loss(network, x0, self.prediction, generator=generator, min_snr_gamma=self.min_snr_gamma)
 
 
 def dm_loss(objective: nn.Module, batch: dict, generator: torch.Generator):

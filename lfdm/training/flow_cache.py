@@ -1,4 +1,4 @@
-"""Flow cache (DESIGN.md §2): stage-2 targets computed once by the frozen auto-encoder.
+"""Flow cache (docs/design.md, "Contracts"): stage-2 targets computed once by the frozen auto-encoder.
 
 For every video: the backward flow and occlusion of every frame against frame 0, the latent z0 of
 frame 0 and frame 0 itself, stored in shards ``shards/shard_NNNNN.npz`` (videos sorted by id, a
@@ -12,14 +12,20 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
 
+from tqdm import tqdm
+
+from lfdm.checkpoint import load_lfae, read_info, weights_hash
+from lfdm.config import LFDMConfig
 from lfdm.data.datasets import load_frames
-from lfdm.data.manifest import VideoRecord
+from lfdm.data.manifest import VideoRecord, read_manifest
+from lfdm.device import pick_device
 from lfdm.io import storage
+from lfdm.io.pixels import to_uint8
 from lfdm.models.autoencoder import LatentFlowAutoencoder
 
 META = "cache.json"
@@ -56,19 +62,15 @@ def compute_video_flows(model: LatentFlowAutoencoder, record: VideoRecord, image
                         batch_size: int = 32, device="cpu") -> VideoFlows:
     frames = load_frames(record, range(record.num_frames), image_size).to(device)   # (T, 3, S, S)
     source = frames[:1]
-    source_regions = model.region_predictor(source)
     flows, occlusions = [], []
-    for chunk in frames.split(batch_size):
-        n = chunk.shape[0]
-        regions = {k: v.expand(n, *v.shape[1:]) for k, v in source_regions.items()}
-        flow, occlusion, _, _ = model.estimate_flow(source.expand(n, -1, -1, -1), chunk, source_regions=regions)
+    for _, flow, occlusion in model.flows_from_source(source, frames, batch_size):
         flows.append(flow.float().cpu())
         occlusions.append(occlusion[:, 0].float().cpu())
     z0 = model.encode(source)[-1][0]
     return VideoFlows(record.video_id, record.label, record.label_text, record.subject, record.split,
                       torch.cat(flows).numpy(), torch.cat(occlusions).numpy().astype(np.float16),
                       z0.float().cpu().numpy().astype(np.float16),
-                      (source[0].permute(1, 2, 0).cpu().numpy() * 255 + 0.5).astype(np.uint8))
+                      to_uint8(source[0].permute(1, 2, 0)))
 
 
 def write_shard(uri: str, items: Sequence[VideoFlows]) -> None:
@@ -120,9 +122,20 @@ def load_cache(cache_uri: str, split: Optional[str] = None) -> Dict[str, VideoFl
     return out
 
 
+def check_cache(cfg: LFDMConfig, lfae_uri: str, flows_uri: str) -> dict:
+    """The cache's meta, after checking it was made by ``lfae_uri`` at the preset's frame size."""
+    meta = read_meta(flows_uri)
+    if meta["lfae_hash"] != weights_hash(lfae_uri):
+        raise FlowCacheError(f"flow cache {flows_uri} was computed by another auto-encoder than {lfae_uri}; "
+                             f"recompute it with `lfdm flows precompute --lfae {lfae_uri}`")
+    if meta["image_size"] != cfg.data.image_size:
+        raise FlowCacheError(f"flow cache frames are {meta['image_size']}px but the preset uses "
+                             f"{cfg.data.image_size}px")
+    return meta
+
+
 def cache_layout(lfae_uri: str, manifest_uri: str, records: Sequence[VideoRecord], shard_size: int,
                  image_size: int) -> dict:
-    from lfdm.training.checkpoint import weights_hash
     return {"lfae": lfae_uri, "lfae_hash": weights_hash(lfae_uri), "manifest": manifest_uri,
             "image_size": image_size, "shard_size": shard_size,
             "num_shards": len(shard_plan(records, shard_size)), "num_videos": len(records)}
@@ -130,13 +143,11 @@ def cache_layout(lfae_uri: str, manifest_uri: str, records: Sequence[VideoRecord
 
 def prepare_cache(lfae_uri: str, manifest_uri: str, out_uri: str, shard_size: int, split: Optional[str]):
     """(records, shards, meta) of a cache run; refuses to mix shards of another auto-encoder or manifest."""
-    from lfdm.data.manifest import read_manifest
-    from lfdm.training.checkpoint import read_checkpoint
     manifest = read_manifest(manifest_uri)
     records = manifest.split(split).records if split else manifest.records
     if not records:
         raise FlowCacheError(f"{manifest_uri} has no videos{f' in split {split!r}' if split else ''}")
-    image_size = read_checkpoint(lfae_uri).config.data.image_size
+    image_size = read_info(lfae_uri).config.data.image_size
     meta = cache_layout(lfae_uri, manifest_uri, records, shard_size, image_size)
     meta["classes"] = manifest.classes
     if storage.exists(storage.join(out_uri, META)):
@@ -152,9 +163,7 @@ def prepare_cache(lfae_uri: str, manifest_uri: str, out_uri: str, shard_size: in
 def precompute_local(lfae_uri: str, manifest_uri: str, out_uri: str, *, shard_size: int = 16,
                      split: Optional[str] = None, device: Optional[str] = None, progress: bool = True) -> dict:
     """`lfdm flows precompute`: every missing shard, on this machine."""
-    from tqdm import tqdm
-    from lfdm.training.checkpoint import load_lfae
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = pick_device(device)
     records, shards, meta = prepare_cache(lfae_uri, manifest_uri, out_uri, shard_size, split)
     todo = missing_shards(out_uri, len(shards))
     if todo:

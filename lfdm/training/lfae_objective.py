@@ -59,3 +59,12 @@ class LfaeObjective(nn.Module):
             losses["equivariance_affine"] = cfg.equivariance_affine * eq["equivariance_affine"]
         losses["loss"] = sum(losses.values())
         return {**losses, "prediction": out["prediction"], "occlusion": out["occlusion"], "flow": out["flow"]}
+
+
+LFAE_METRICS = ("loss", "reconstruction", "equivariance_shift", "equivariance_affine")
+
+
+def lfae_loss(objective: nn.Module, batch: dict, generator: torch.Generator):
+    """Stage-1 loss for ``train_step``: the objective module's total loss and its terms."""
+    out = objective(batch["source"], batch["driving"], generator=generator)
+    return out["loss"], {k: out[k] for k in LFAE_METRICS if k in out}

@@ -13,6 +13,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
+from lfdm.device import bf16_autocast
 from lfdm.io.seeding import torch_generator
 from lfdm.training.ema import EMA
 
@@ -51,12 +52,6 @@ def cpu_has_native_bf16() -> bool:
     return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
-def _autocast(device: torch.device, bf16: bool):
-    if bf16 and device.type in ("cuda", "cpu"):
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 def train_step(state: TrainState, micro_batches: Sequence[dict], loss_fn: LossFn, *, noise_seed: int,
                device: torch.device, bf16: bool = False, grad_clip_norm: Optional[float] = None) -> Dict[str, float]:
     state.model.train()
@@ -66,7 +61,7 @@ def train_step(state: TrainState, micro_batches: Sequence[dict], loss_fn: LossFn
     for i, batch in enumerate(micro_batches):
         sync = i == n - 1 or not hasattr(state.model, "no_sync")
         with (contextlib.nullcontext() if sync else state.model.no_sync()):
-            with _autocast(device, bf16):
+            with bf16_autocast(device, bf16):
                 loss, metrics = loss_fn(state.model, batch, torch_generator(noise_seed, i, device=device))
             (loss / n).backward()
         for k, v in metrics.items():
@@ -92,12 +87,3 @@ def split_batch(batch: dict, parts: int) -> List[dict]:
         raise ValueError(f"batch of {size} does not split into {parts} micro-batches")
     chunk = size // parts
     return [{k: v[i * chunk:(i + 1) * chunk] for k, v in batch.items()} for i in range(parts)]
-
-
-LFAE_METRICS = ("loss", "reconstruction", "equivariance_shift", "equivariance_affine")
-
-
-def lfae_loss(objective: nn.Module, batch: dict, generator: torch.Generator):
-    """Stage-1 loss for ``train_step``: the objective module's total loss."""
-    out = objective(batch["source"], batch["driving"], generator=generator)
-    return out["loss"], {k: out[k] for k in LFAE_METRICS if k in out}

@@ -3,9 +3,8 @@ import os
 import numpy as np
 import pytest
 
-from lfdm.config import DataConfig
 from lfdm.data.catalog import MHAD_CLASSES, MUG_CLASSES, NATOPS_CLASSES
-from lfdm.data.datasets import ClipDataset, load_frames
+from lfdm.data.datasets import load_frames
 from lfdm.data.manifest import Manifest, ManifestError, read_manifest, write_manifest
 from lfdm.data.readers import LayoutError, index_dataset
 from lfdm.data.readers.natops import parse_segmentation

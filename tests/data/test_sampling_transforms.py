@@ -38,7 +38,18 @@ def test_sampling_errors():
     with pytest.raises(ValueError, match="random generator"):
         clip_indices(10, 4, "random")
     pair = pair_indices(10, np.random.default_rng(0))
-    assert pair[0] <= pair[1]
+    np.testing.assert_array_equal(pair, np.sort(np.random.default_rng(0).choice(10, size=2, replace=True)))
+    with pytest.raises(ValueError, match="empty video"):
+        pair_indices(0, np.random.default_rng(0))
+
+
+def test_pairs_are_two_independent_uniform_draws_that_may_coincide():
+    rng = np.random.default_rng(1)
+    pairs = np.stack([pair_indices(10, rng) for _ in range(4000)])
+    assert np.all(pairs[:, 0] <= pairs[:, 1])
+    assert abs(np.mean(pairs[:, 0] == pairs[:, 1]) - 0.1) < 0.02               # P(same frame) = 1/10
+    counts = np.bincount(pairs.ravel(), minlength=10) / pairs.size              # each frame 1/10 of the draws
+    np.testing.assert_allclose(counts, 0.1, atol=0.015)
 
 
 def test_letterbox_preserves_aspect_and_pads_symmetrically():

@@ -6,17 +6,17 @@ import torch
 
 from lfdm.config import DiffusionConfig
 from lfdm.diffusion.guidance import guided
-from lfdm.diffusion.losses import eps_mse_loss
-from lfdm.diffusion.parameterisation import eps_from_x0, q_sample, x0_from_eps
-from lfdm.diffusion.samplers import PerVideoNoise, ddim, ddpm, dpmpp_2m, sample, trailing_timesteps
+from lfdm.diffusion.losses import diffusion_loss
+from lfdm.diffusion.parameterisation import Prediction, eps_from_x0, q_sample, x0_from_eps
+from lfdm.diffusion.samplers import PerVideoNoise, ddim, sample, trailing_timesteps
 from lfdm.diffusion.schedule import cosine_schedule
 from lfdm.diffusion.thresholding import dynamic_threshold
 
-SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "reference", "official_keys")
+FIXTURES = os.path.join(os.path.dirname(__file__), "..", "fixtures", "official_keys")
 
 
 def test_schedule_buffers_equal_official_values():
-    with open(os.path.join(SHARED, "deterministic_buffers.json")) as f:
+    with open(os.path.join(FIXTURES, "deterministic_buffers.json")) as f:
         ref = json.load(f)["diffusion_buffers_timesteps1000"]
     ours = cosine_schedule(DiffusionConfig()).official_buffers()
     assert set(ours) == set(ref)
@@ -107,22 +107,22 @@ def test_eps_mse_loss_is_zero_for_an_oracle():
     schedule = cosine_schedule(DiffusionConfig())
     x0 = torch.randn(4, 3, 2, 2, 2)
     gen = torch.Generator().manual_seed(0)
-    loss = eps_mse_loss(lambda x_t, t: eps_from_x0(x_t, schedule.abar(t), x0), x0, schedule, generator=gen)
+    loss = diffusion_loss(lambda x_t, t: eps_from_x0(x_t, schedule.abar(t), x0), x0, Prediction("eps", schedule),
+                          generator=gen)
     assert loss < 1e-6
 
 
 def test_x0_prediction_through_as_eps_recovers_x0_and_has_zero_loss_for_an_oracle():
-    from lfdm.diffusion.parameterisation import as_eps
     schedule = cosine_schedule(DiffusionConfig())
     x0 = torch.rand(2, 3, 4, 5, 5) * 1.6 - 0.8
     network = lambda x_t, t: x0.expand_as(x_t)                       # noqa: E731  an oracle predicting x0
     noise = PerVideoNoise([torch.Generator().manual_seed(i) for i in range(2)], x0.shape[1:], "cpu")
-    out = sample("dpmpp", as_eps(network, schedule, "x0"), schedule, noise(), noise, steps=10)
+    out = sample("dpmpp", Prediction("x0", schedule).eps_denoiser(network), schedule, noise(), noise, steps=10)
     torch.testing.assert_close(out, x0, atol=2e-4, rtol=0)
-    loss = eps_mse_loss(network, x0, schedule, generator=torch.Generator().manual_seed(0), prediction="x0")
+    loss = diffusion_loss(network, x0, Prediction("x0", schedule), generator=torch.Generator().manual_seed(0))
     assert loss < 1e-10
     with pytest.raises(ValueError, match="unknown prediction"):
-        as_eps(network, schedule, "v")
+        Prediction("v", schedule)
 
 
 def test_min_snr_weighting_keeps_the_oracle_minimum_and_downweights_easy_steps():
@@ -130,8 +130,9 @@ def test_min_snr_weighting_keeps_the_oracle_minimum_and_downweights_easy_steps()
     x0 = torch.randn(8, 3, 2, 2, 2)
     oracle_eps = lambda x_t, t: eps_from_x0(x_t, schedule.abar(t), x0)  # noqa: E731
     gen = lambda: torch.Generator().manual_seed(3)                      # noqa: E731
-    assert eps_mse_loss(oracle_eps, x0, schedule, gen(), min_snr_gamma=5.0) < 1e-6
+    eps = Prediction("eps", schedule)
+    assert diffusion_loss(oracle_eps, x0, eps, gen(), min_snr_gamma=5.0) < 1e-6
     zero = lambda x_t, t: torch.zeros_like(x_t)                         # noqa: E731  error 1 per element
-    uniform = eps_mse_loss(zero, x0, schedule, gen())
-    weighted = eps_mse_loss(zero, x0, schedule, gen(), min_snr_gamma=5.0)
+    uniform = diffusion_loss(zero, x0, eps, gen())
+    weighted = diffusion_loss(zero, x0, eps, gen(), min_snr_gamma=5.0)
     assert weighted < uniform                                           # weights min(SNR, 5)/SNR <= 1

@@ -35,8 +35,14 @@ def test_kvd_unbiased_and_positive_for_shifted():
     same = polynomial_mmd2_unbiased(a, b)
     assert abs(same) < 0.05
     assert polynomial_mmd2_unbiased(a, b + 1.0) > 10 * abs(same)
-    mean, std = kernel_distance(a, b + 1.0, subsets=10, subset_size=100)
-    assert mean > 0 and std >= 0
+    mean, std = kernel_distance(a, b + 1.0, subsets=10, subset_size=100, seed=5)
+    rng = np.random.default_rng(5)                                   # the same subsets, drawn by hand
+    values = [polynomial_mmd2_unbiased(a[rng.choice(400, 100, replace=False)], (b + 1.0)[rng.choice(400, 100, replace=False)])
+              for _ in range(10)]
+    assert mean == pytest.approx(np.mean(values)) and std == pytest.approx(np.std(values)) and std > 0
+    full = polynomial_mmd2_unbiased(a, b + 1.0)                      # the subset mean estimates the same MMD
+    assert abs(mean - full) < 3 * std / np.sqrt(10)
+    assert kernel_distance(a, b, subsets=10, subset_size=1000) == (polynomial_mmd2_unbiased(a, b), None)
 
 
 def test_grouped_fvd_reports_sizes_and_flags_small_groups():
@@ -47,7 +53,12 @@ def test_grouped_fvd_reports_sizes_and_flags_small_groups():
     assert out["small_groups"] == ["a", "b"] and out["unmatched_groups"] == ["c"]
     assert out["mean"] == pytest.approx(np.mean([out["groups"][g]["fvd"] for g in "ab"]))
     lo, hi = out["groups"]["a"]["interval"]
-    assert lo <= hi
+    boot = np.random.default_rng(0)                                  # grouped_fvd's resamples, drawn by hand
+    r, f = real[:30], fake[:45]
+    values = [frechet_distance_of(GaussianStats.of(r[boot.integers(0, 30, 30)]), GaussianStats.of(f[boot.integers(0, 45, 45)]))
+              for _ in range(5)]
+    assert (lo, hi) == pytest.approx((np.percentile(values, 2.5), np.percentile(values, 97.5)))
+    assert lo < hi
     assert bootstrap_fvd(real, fake, 0) is None
 
 

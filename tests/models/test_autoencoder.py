@@ -1,11 +1,9 @@
 import json
-import math
 import os
 
 import pytest
 import torch
 
-from lfdm.config import AutoencoderConfig
 from lfdm.models.autoencoder import LatentFlowAutoencoder, parameter_counts
 from lfdm.models.blocks import AntiAliasDownsample
 from lfdm.models.flow_predictor import sparse_motions
@@ -14,7 +12,7 @@ from lfdm.models.region import region_params
 from lfdm.models.warp import coordinate_grid, warp
 from lfdm.presets import get_preset
 
-SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "reference", "official_keys")
+FIXTURES = os.path.join(os.path.dirname(__file__), "..", "fixtures", "official_keys")
 
 
 def identity(b, h, w):
@@ -74,7 +72,7 @@ def test_inverse2x2():
 
 
 def test_antialias_kernel_equals_official_buffer():
-    with open(os.path.join(SHARED, "deterministic_buffers.json")) as f:
+    with open(os.path.join(FIXTURES, "deterministic_buffers.json")) as f:
         ref = json.load(f)
     down = AntiAliasDownsample(3, 0.25)
     assert list(down.weight.shape) == ref["antialias_scale0.25_weight_shape"]
@@ -114,7 +112,7 @@ def test_degenerate_regions_keep_finite_gradients():
 
 @pytest.mark.parametrize("residual,scale", [(False, 1.0), (True, 1.0), (True, 4.0)])
 def test_flow_target_round_trip_and_scale(residual, scale):
-    from lfdm.models.warp import flow_to_target, target_to_flow
+    from lfdm.flow_target import flow_to_target, target_to_flow
     g = torch.Generator().manual_seed(0)
     flow, occlusion = torch.rand(2, 5, 8, 8, 2, generator=g) * 2 - 1, torch.rand(2, 5, 8, 8, generator=g)
     x0 = flow_to_target(flow, occlusion, residual, scale)

@@ -10,9 +10,9 @@ from lfdm.diffusion.schedule import cosine_schedule
 from lfdm.models.attention import ChannelLayerNorm, RotaryEmbedding
 from lfdm.models.unet3d import UNet3D
 from lfdm.presets import get_preset
-from lfdm.training.checkpoint import CheckpointError, load_state_strict
+from lfdm.checkpoint import CheckpointError, load_state_strict
 
-SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "reference", "official_keys")
+FIXTURES = os.path.join(os.path.dirname(__file__), "..", "fixtures", "official_keys")
 
 
 def tiny_inputs(cfg, b=2, k=10, size=8, seed=0):
@@ -79,7 +79,7 @@ def test_learned_null_condition_is_a_parameter_and_used():
 
 
 def test_rotary_frequencies_equal_official_buffer():
-    with open(os.path.join(SHARED, "deterministic_buffers.json")) as f:
+    with open(os.path.join(FIXTURES, "deterministic_buffers.json")) as f:
         ref = json.load(f)["rotary_emb.freqs"]
     torch.testing.assert_close(RotaryEmbedding(32).freqs, torch.tensor(ref), atol=0, rtol=0)
 
@@ -96,12 +96,12 @@ def test_rotary_is_a_rotation_of_interleaved_pairs():
 
 @pytest.mark.parametrize("preset,file", [("mug128", "dm_mug128.json"), ("natops128", "dm_natops128.json")])
 def test_strict_official_dm_import_places_every_tensor(preset, file):
-    with open(os.path.join(SHARED, file)) as f:
+    with open(os.path.join(FIXTURES, file)) as f:
         spec = json.load(f)["diffusion"]
     cfg = get_preset(preset)
     g = torch.Generator().manual_seed(0)
     deterministic = cosine_schedule(DiffusionConfig()).official_buffers()
-    with open(os.path.join(SHARED, "deterministic_buffers.json")) as f:
+    with open(os.path.join(FIXTURES, "deterministic_buffers.json")) as f:
         freqs = torch.tensor(json.load(f)["rotary_emb.freqs"])
     raw = {k: deterministic[k] if k in deterministic else freqs if k.endswith("rotary_emb.freqs")
            else torch.randn(v["shape"], generator=g) for k, v in spec.items()}
@@ -124,7 +124,7 @@ def test_strict_official_dm_import_places_every_tensor(preset, file):
 
 
 def test_official_mug_weights_do_not_fit_the_natops_variant():
-    with open(os.path.join(SHARED, "dm_mug128.json")) as f:
+    with open(os.path.join(FIXTURES, "dm_mug128.json")) as f:
         spec = json.load(f)["diffusion"]
     raw = {k: torch.zeros(v["shape"]) for k, v in spec.items()
            if k.startswith("denoise_fn.") and not k.endswith("rotary_emb.freqs")}

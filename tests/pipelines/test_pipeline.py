@@ -1,6 +1,3 @@
-import io
-import json
-import os
 
 import numpy as np
 import pytest
@@ -11,10 +8,9 @@ from lfdm.cli import main as cli
 from lfdm.models.autoencoder import LatentFlowAutoencoder
 from lfdm.models.text import embed_labels, whiten_label_embeddings
 from lfdm.models.unet3d import UNet3D
-from lfdm.pipelines.image_to_video import ImageToVideoPipeline, load_pipeline
+from lfdm.pipelines.image_to_video import ImageToVideoPipeline
 from lfdm.presets import get_preset
-from lfdm.training import checkpoint as ckpt
-from lfdm.training.dm_local import export_tensors
+from lfdm import checkpoint as ckpt
 
 LABELS = ["move left", "zoom in", "stay still"]
 
@@ -103,8 +99,7 @@ def test_whitened_label_embeddings_are_equidistant_with_the_raw_mean_norm():
 def test_generate_cli_formats_and_errors(tmp_path, tiny_pipeline, capsys):
     cfg = tiny_pipeline.config
     uri = str(tmp_path / "model")
-    ckpt.save_checkpoint(uri, cfg, export_tensors(tiny_pipeline.lfae, tiny_pipeline.unet,
-                                                  tiny_pipeline.text_embeddings), kind="lfdm", labels=LABELS)
+    tiny_pipeline.save(uri)
     image = tmp_path / "in.png"
     Image.fromarray((np.random.default_rng(0).random((40, 30, 3)) * 255).astype(np.uint8)).save(image)
     base = ["generate", "--checkpoint", uri, "--image", str(image), "--sampler", "ddim", "--steps", "2"]
@@ -125,4 +120,53 @@ def test_generate_cli_formats_and_errors(tmp_path, tiny_pipeline, capsys):
     lfae_only = str(tmp_path / "lfae_only")
     ckpt.save_checkpoint(lfae_only, cfg, ckpt.with_prefix("lfae.", tiny_pipeline.lfae.state_dict()), kind="lfae")
     with pytest.raises(ckpt.CheckpointError, match="full model"):
-        load_pipeline(lfae_only)
+        ImageToVideoPipeline.load(lfae_only)
+
+
+def test_paper_stage2_path_equals_the_written_out_algorithm():
+    """The paper's stage 2 end to end: eps-prediction, absolute flow grid, dynamic thresholding at the 0.9
+    quantile, classifier-free guidance 1.5, DDPM ancestral sampling (here T = 50), then warp + decode. The
+    pipeline must equal the algorithm written out below from the paper's equations (Eq. 4 guidance, DDPM
+    posterior, Imagen thresholding), independently of the library's samplers and wrappers."""
+    torch.manual_seed(0)
+    cfg = get_preset("tiny", {"diffusion.prediction": "eps", "diffusion.residual_flow": False,
+                              "diffusion.dynamic_threshold_quantile": 0.9, "diffusion.timesteps": 50,
+                              "sample.sampler": "ddpm", "sample.steps": 50, "sample.guidance": 1.5})
+    lfae, unet = LatentFlowAutoencoder(cfg.autoencoder).eval(), UNet3D(cfg.unet).eval()
+    text = torch.randn(len(LABELS), cfg.unet.text_dim)
+    pipe = ImageToVideoPipeline(cfg, lfae, unet, LABELS, text)
+    image = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(5))
+    out = pipe(image, ["zoom in"], seeds=[42])
+
+    # the same, written out: cosine schedule (Nichol & Dhariwal Eq. 17) in float64
+    T, s = 50, 0.008
+    f = torch.cos((torch.arange(T + 1, dtype=torch.float64) / T + s) / (1 + s) * torch.pi / 2) ** 2
+    betas = (1 - f[1:] / f[:-1]).clamp(max=0.9999)
+    abar = torch.cumprod(1 - betas, 0)
+    abar_prev = torch.cat([torch.ones(1, dtype=torch.float64), abar[:-1]])
+    gen = torch.Generator().manual_seed(42)
+    x = torch.randn(1, 3, 10, 8, 8, generator=gen)
+    with torch.no_grad():
+        z0 = lfae.encode(image)[-1]
+        for t in reversed(range(T)):
+            tt = torch.full((2,), t, dtype=torch.long)
+            eps = unet.forward_concat(torch.cat([x, x]), tt, text=text[[1, 1]], z0=torch.cat([z0, z0]),
+                                      use_null=torch.tensor([False, True]))
+            eps = eps[1:] + 1.5 * (eps[:1] - eps[1:])                                   # guidance, paper Eq. 4
+            x0 = (x - (1 - abar[t]).sqrt().float() * eps) / abar[t].sqrt().float()
+            q = torch.quantile(x0.abs().flatten(), 0.9).clamp(min=1.0)                  # dynamic thresholding
+            x0 = x0.clamp(-q, q) / q
+            c1 = (betas[t] * abar_prev[t].sqrt() / (1 - abar[t])).float()
+            c2 = ((1 - abar_prev[t]) * (1 - betas[t]).sqrt() / (1 - abar[t])).float()
+            x = c1 * x0 + c2 * x
+            if t > 0:
+                var = (betas[t] * (1 - abar_prev[t]) / (1 - abar[t])).clamp(min=1e-20)
+                x = x + (0.5 * var.log()).exp().float() * torch.randn(x.shape, generator=gen)
+        flows = x[:, :2].permute(0, 2, 3, 4, 1)[0]                                      # absolute grid (K, h, w, 2)
+        occlusions = (x[:, 2:3] + 1) / 2                                                 # (1, 1, K, h, w)
+        frames = torch.stack([lfae.decode(lfae.encode(image), image, flows[k:k + 1], occlusions[:, :, k])[0]
+                              for k in range(10)], dim=1)
+    torch.testing.assert_close(out.flows[0], flows, atol=1e-4, rtol=0)
+    torch.testing.assert_close(out.occlusions[0], occlusions[0].clamp(0, 1), atol=1e-4, rtol=0)
+    torch.testing.assert_close(out.frames[0], frames, atol=1e-4, rtol=0)
+    assert float((x[:, :2].abs()).max()) <= 1.0 + 1e-6               # thresholding kept the grid in [-1, 1]

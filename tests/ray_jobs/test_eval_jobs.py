@@ -16,8 +16,7 @@ from lfdm.io import storage
 from lfdm.models.autoencoder import LatentFlowAutoencoder
 from lfdm.models.unet3d import UNet3D
 from lfdm.presets import get_preset
-from lfdm.training import checkpoint as ckpt
-from lfdm.training.dm_local import export_tensors
+from lfdm.pipelines.image_to_video import ImageToVideoPipeline
 from tests.ray_jobs.conftest import RAY_TEST_ENV, kill_ray_cluster
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -30,9 +29,8 @@ def tiny_model(tmp_path_factory, tiny_dataset):
     torch.manual_seed(0)
     cfg = get_preset("tiny")
     uri = str(tmp_path_factory.mktemp("model") / "lfdm")
-    ckpt.save_checkpoint(uri, cfg, export_tensors(LatentFlowAutoencoder(cfg.autoencoder), UNet3D(cfg.unet),
-                                                  torch.randn(len(manifest.classes), 384)),
-                         kind="lfdm", labels=list(manifest.classes))
+    ImageToVideoPipeline(cfg, LatentFlowAutoencoder(cfg.autoencoder), UNet3D(cfg.unet), list(manifest.classes),
+                         torch.randn(len(manifest.classes), 384)).save(uri)
     return uri
 
 
@@ -43,7 +41,7 @@ def i3d_weights():
 
 
 def gen_args(out, name, data, model, n, **extra):
-    sets = [f"output={out}", f"name={name}", "preset=tiny", f"data={data}", f"generation.checkpoint={model}",
+    sets = [f"output={out}", f"name={name}", f"data={data}", f"generation.checkpoint={model}",
             f"generation.num_videos={n}", "generation.batch_size=2", "generation.steps=2", "generation.sampler=ddim"]
     return ["--set", *sets, *[f"{k}={v}" for k, v in extra.items()]]
 
@@ -80,13 +78,13 @@ def test_generation_killed_midway_resumes_with_one_output_per_video(tmp_path, ti
 
 def test_generation_independent_of_batch_and_actors(ray_session, tmp_path, tiny_dataset, tiny_model):
     from ray_jobs import generate
-    from ray_jobs.common import load_job_config
+    from ray_jobs.common import GenerateJob, load_job_config
     root, _ = tiny_dataset
     out = str(tmp_path / "runs")
-    a = generate.run(load_job_config(None, gen_args(out, "a", root / "manifest.parquet", tiny_model, 6)[1:] + ["actors=1"], []),
-                     log=lambda s: None)
+    a_args = gen_args(out, "a", root / "manifest.parquet", tiny_model, 6)[1:] + ["actors=1"]
+    a = generate.run(load_job_config(GenerateJob, None, a_args), log=lambda s: None)
     b_args = gen_args(out, "b", root / "manifest.parquet", tiny_model, 6)[1:] + ["actors=2", "generation.batch_size=3"]
-    b = generate.run(load_job_config(None, b_args, []), log=lambda s: None)
+    b = generate.run(load_job_config(GenerateJob, None, b_args), log=lambda s: None)
     for i in range(6):
         va = np.load(os.path.join(a, "videos", f"gen{i:06d}.npy"))
         vb = np.load(os.path.join(b, "videos", f"gen{i:06d}.npy"))
@@ -94,13 +92,14 @@ def test_generation_independent_of_batch_and_actors(ray_session, tmp_path, tiny_
 
 
 def test_features_identical_with_one_or_several_blocks_and_actors(ray_session, tiny_dataset, i3d_weights):
-    from ray_jobs.common import load_job_config
-    from ray_jobs.evaluate import extract, real_items
+    from lfdm.runs.evaluation import real_items
+    from ray_jobs.common import EvaluateJob, load_job_config
+    from ray_jobs.evaluate import ray_extract
     root, _ = tiny_dataset
     items = real_items(str(root / "manifest.parquet"), "test", 10, 1)[:6]
-    base = ["preset=tiny", f"data={root / 'manifest.parquet'}", "evaluation.batch_size=2"]
-    one = extract(load_job_config(None, base + ["actors=1"], []), items, 32, 10, False)
-    two = extract(load_job_config(None, base + ["actors=2"], []), items, 32, 10, False)
+    base = [f"data={root / 'manifest.parquet'}", "evaluation.batch_size=2"]
+    one = ray_extract(load_job_config(EvaluateJob, None, base + ["actors=1"]))(32, 10)(items, False)
+    two = ray_extract(load_job_config(EvaluateJob, None, base + ["actors=2"]))(32, 10)(items, False)
     assert one.column("video_id").to_pylist() == two.column("video_id").to_pylist()
     np.testing.assert_array_equal(np.asarray(one.column("features").to_pylist()),
                                   np.asarray(two.column("features").to_pylist()))
@@ -108,23 +107,30 @@ def test_features_identical_with_one_or_several_blocks_and_actors(ray_session, t
 
 def test_evaluation_counts_and_excludes_corrupt_and_missing(ray_session, tmp_path, tiny_dataset, tiny_model, i3d_weights):
     from ray_jobs import evaluate, generate
-    from ray_jobs.common import load_job_config
+    from ray_jobs.common import EvaluateJob, GenerateJob, load_job_config
     root, _ = tiny_dataset
     out = str(tmp_path / "runs")
-    gen = generate.run(load_job_config(None, gen_args(out, "gen", root / "manifest.parquet", tiny_model, 8)[1:], []),
+    gen = generate.run(load_job_config(GenerateJob, None, gen_args(out, "gen", root / "manifest.parquet", tiny_model, 8)[1:]),
                        log=lambda s: None)
     with open(os.path.join(gen, "videos", "gen000001.npy"), "wb") as f:
         f.write(b"\x93NUMPY garbage")                                   # corrupt
     os.remove(os.path.join(gen, "meta", "gen000002.json"))              # missing (never finished)
-    job = load_job_config(None, ["preset=tiny", f"data={root / 'manifest.parquet'}", f"output={out}", "name=eval",
-                                 f"evaluation.generated={gen}", f"generation.checkpoint={tiny_model}",
-                                 "evaluation.bootstrap=5", "evaluation.group_bootstrap=2"], [])
+    job = load_job_config(EvaluateJob, None, [f"data={root / 'manifest.parquet'}", f"output={out}", "name=eval",
+                                              f"evaluation.generated={gen}", "evaluation.bootstrap=5",
+                                              "evaluation.group_bootstrap=2"])
     results = evaluate.run(job, log=lambda s: None)
     counts = results["excluded"]["counts"]
     assert counts == {"real_corrupt": 0, "generated_corrupt": 1, "generated_missing": 1}
     assert results["excluded"]["missing_generated"] == ["gen000002"]
     assert results["n_gen"] == 6 and results["n_real"] == 9
-    assert "condition_accuracy" in results and 0 <= results["condition_accuracy"] <= 1
+    generated = [r for r in storage.read_parquet(os.path.join(out, "eval", "features.parquet")).to_pylist()
+                 if r["kind"] == "generated" and r["status"] == "ok"]
+    classes = list(tiny_dataset[1].classes)
+    hits = [r["predicted"] == classes.index(r["label"]) for r in generated]       # recomputed from the table
+    assert len(generated) == 6 and results["condition_accuracy"] == pytest.approx(np.mean(hits))
+    per_class = results["condition_accuracy_per_class"]
+    assert sum(v["n"] for v in per_class.values()) == 6
+    assert sum(v["n"] * v["accuracy"] for v in per_class.values()) == pytest.approx(sum(hits))
     for name in ("results.json", "results.md", "cfvd_per_class.png", "sfvd_per_subject.png", "features.parquet"):
         assert os.path.exists(os.path.join(out, "eval", name)), name
     cached = [f for f in os.listdir(os.path.join(out, "feature_cache"))]
@@ -136,14 +142,14 @@ def test_evaluation_counts_and_excludes_corrupt_and_missing(ray_session, tmp_pat
 def test_sweep_grid_shares_real_statistics_writes_table_and_plot_and_reuses_cells(
         ray_session, tmp_path, tiny_dataset, tiny_model, i3d_weights):
     from ray_jobs import sweep
-    from ray_jobs.common import load_job_config
+    from ray_jobs.common import SweepJob, load_job_config
     root, _ = tiny_dataset
     out = str(tmp_path / "runs")
-    job = load_job_config(None, ["preset=tiny", f"data={root / 'manifest.parquet'}", f"output={out}", "name=sw",
+    job = load_job_config(SweepJob, None, [f"data={root / 'manifest.parquet'}", f"output={out}", "name=sw",
                                  "generation.num_videos=4", "generation.batch_size=2",
                                  f"sweep.checkpoints=[{tiny_model}]", "sweep.samplers=[ddim, dpmpp]",
                                  "sweep.steps=[1, 2]", "sweep.guidance=[1.0]",
-                                 "evaluation.bootstrap=3", "evaluation.group_bootstrap=2"], [])
+                                 "evaluation.bootstrap=3", "evaluation.group_bootstrap=2"])
     rows = sweep.run(job, log=lambda s: None)
     assert [(r["sampler"], r["steps"]) for r in rows] == [("ddim", 1), ("ddim", 2), ("dpmpp", 1), ("dpmpp", 2)]
     assert all(r["n_gen"] == 4 and np.isfinite(r["fvd"]) and r["seconds_per_video"] > 0 for r in rows)

@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from lfdm.training import checkpoint as ckpt
+from lfdm import checkpoint as ckpt
 from tests.ray_jobs.conftest import RAY_TEST_ENV, kill_ray_cluster
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]

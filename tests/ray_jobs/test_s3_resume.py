@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from lfdm.io import storage
-from lfdm.training import checkpoint as ckpt
+from lfdm import checkpoint as ckpt
+from lfdm.training.run import step_checkpoints
 from tests.ray_jobs.conftest import RAY_TEST_ENV, kill_ray_cluster
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -46,31 +46,29 @@ def test_s3_checkpoints_hard_kill_and_resume(s3_server, tmp_path, tiny_dataset, 
     os.environ.update(s3_server.env())          # for our own storage calls below
     run = "s3://lfdm-test/runs/s3run"
     args = ["--set", "preset=tiny", f"data={root / 'manifest.parquet'}", "output=s3://lfdm-test/runs",
-            "name=s3run", "num_workers=2", "checkpoint_every=2", "keep_checkpoints=null",
-            "--override", "train.lfae.steps=40", "train.lfae.log_every=2"]
+            "name=s3run", "num_workers=2", "--override", "train.lfae.steps=40", "train.lfae.log_every=2",
+            "train.lfae.checkpoint_every=2", "train.lfae.keep_checkpoints=null"]
 
     def has_checkpoint():
-        listed = client.list_objects_v2(Bucket="lfdm-test", Prefix="runs/s3run/checkpoint_step_0000004/")
+        listed = client.list_objects_v2(Bucket="lfdm-test", Prefix="runs/s3run/step_0000004/")
         return any(o["Key"].endswith("config.json") for o in listed.get("Contents", []))
 
     code, log = run_job(env, args, kill_when=has_checkpoint)
     assert code is None, log                                   # killed mid-run
     time.sleep(3)                                              # nothing of the killed run may still write
-    steps_before = sorted(ckpt.read_checkpoint(d).extra["step"] for d in storage.listdir(run)
-                          if storage.basename(d).startswith("checkpoint_") and ckpt.exists(d))
+    steps_before = sorted(ckpt.read_checkpoint(d).extra["step"] for d in step_checkpoints(run))
     assert 4 in steps_before and max(steps_before) < 40
     # what a worker hard-killed during an upload leaves behind: an unregistered folder without config.json
-    orphan = "runs/s3run/checkpoint_2099-01-01_00-00-00.000000/model.safetensors"
+    orphan = "runs/s3run/step_0099999/model.safetensors"
     client.put_object(Bucket="lfdm-test", Key=orphan, Body=b"\0" * 10)
     env = {**env, "RAY_TMPDIR": ray_tmpdir()}
     code, log = run_job(env, args)
     assert code == 0, log
-    resumed = [int(m) for m in re.findall(r"resumed from checkpoint at step (\d+)", log)]
+    resumed = [int(m) for m in re.findall(r"resuming stage 1 from step (\d+)", log)]
     # complete uploads may not have been registered when the job died (then they are orphans like the 2099 one):
     # the run resumes from a registered, complete checkpoint in the bucket, never from scratch or an orphan
     assert len(resumed) == 1 and resumed[0] in steps_before and resumed[0] >= 2, (resumed, steps_before)
     final = ckpt.read_checkpoint(f"{run}/model")
     assert final.extra["step"] == 40
-    registered = sorted(ckpt.read_checkpoint(d).extra["step"] for d in storage.listdir(run)
-                        if storage.basename(d).startswith("checkpoint_") and ckpt.exists(d))
+    registered = sorted(ckpt.read_checkpoint(d).extra["step"] for d in step_checkpoints(run))
     assert registered == list(range(2, 41, 2))                  # none lost, none duplicated

@@ -15,8 +15,7 @@ from PIL import Image
 from lfdm.models.autoencoder import LatentFlowAutoencoder
 from lfdm.models.unet3d import UNet3D
 from lfdm.presets import get_preset
-from lfdm.training import checkpoint as ckpt
-from lfdm.training.dm_local import export_tensors
+from lfdm.pipelines.image_to_video import ImageToVideoPipeline
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 LABELS = ["move left", "zoom in", "stay still"]
@@ -37,8 +36,8 @@ def server(ray_session, tmp_path_factory):
     torch.manual_seed(0)
     cfg = get_preset("tiny", {"sample.sampler": "ddim", "sample.steps": 3})
     uri = str(tmp_path_factory.mktemp("serve") / "model")
-    ckpt.save_checkpoint(uri, cfg, export_tensors(LatentFlowAutoencoder(cfg.autoencoder), UNet3D(cfg.unet),
-                                                  torch.randn(3, 384)), kind="lfdm", labels=LABELS)
+    ImageToVideoPipeline(cfg, LatentFlowAutoencoder(cfg.autoencoder), UNet3D(cfg.unet), LABELS,
+                         torch.randn(3, 384)).save(uri)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -1,4 +1,3 @@
-import json
 import os
 
 import pytest
@@ -6,7 +5,7 @@ import torch
 
 from lfdm.cli import main as cli
 from lfdm.presets import get_preset
-from lfdm.training import checkpoint as ckpt
+from lfdm import checkpoint as ckpt
 from lfdm.training.dm_data import CachedClipDataset
 from lfdm.training.flow_cache import FlowCacheError, load_cache, read_meta, shard_uri
 
@@ -74,9 +73,10 @@ def test_dm_refuses_a_cache_of_another_lfae(tmp_path, tiny_dataset, tiny_lfae):
     other = str(tmp_path / "other_lfae")
     assert cli(["train", "lfae", "--preset", "tiny", "--data", str(root / "manifest.parquet"), "--out", other,
                 "--override", "train.lfae.steps=1", "train.lfae.seed=3"]) == 0
-    from lfdm.training.dm_local import train_dm_local
+    from lfdm.training.dm_stage import label_conditions
     with pytest.raises(FlowCacheError, match="another auto-encoder"):
-        train_dm_local(get_preset("tiny"), other, cache, str(tmp_path / "dm"))
+        label_conditions(get_preset("tiny"), other, cache)
+    assert cli(["train", "dm", "--preset", "tiny", "--lfae", other, "--flows", cache, "--out", str(tmp_path / "dm")]) == 2
     with pytest.raises(FlowCacheError, match="another auto-encoder"):
         from lfdm.training.flow_cache import precompute_local
         precompute_local(other, str(root / "manifest.parquet"), cache)

@@ -8,13 +8,15 @@ from lfdm.cli import main as cli
 from lfdm.convert import LFAE_PREFIXES, map_official_lfae
 from lfdm.models.autoencoder import LatentFlowAutoencoder
 from lfdm.presets import get_preset
-from lfdm.training import checkpoint as ckpt
+from lfdm import checkpoint as ckpt
 from lfdm.training.equivariance import RandomTPS, equivariance_losses
 from lfdm.training.lfae_objective import LfaeObjective
 from lfdm.training.optim import build_optimizer, build_scheduler
-from lfdm.training.steps import TrainState, lfae_loss, train_step
+from lfdm.training.lfae_objective import lfae_loss
+from lfdm.training.run import step_checkpoints
+from lfdm.training.steps import TrainState, train_step
 
-SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "reference", "official_keys")
+FIXTURES = os.path.join(os.path.dirname(__file__), "..", "fixtures", "official_keys")
 
 
 def tiny_batch(n=4, size=32, seed=0):
@@ -105,7 +107,7 @@ def test_one_batch_can_be_overfit():
 
 
 def _official_random_state():
-    with open(os.path.join(SHARED, "lfae_mug128_detail.json")) as f:
+    with open(os.path.join(FIXTURES, "lfae_mug128_detail.json")) as f:
         spec = json.load(f)
     g = torch.Generator().manual_seed(0)
     raw = {}
@@ -172,7 +174,7 @@ def test_cli_train_resume_and_eval_recon(tmp_path, tiny_dataset, capsys):
     out = str(tmp_path / "lfae")
     assert cli(["train", "lfae", "--preset", "tiny", "--data", manifest, "--out", out,
                 "--override", "train.lfae.steps=3", "train.lfae.checkpoint_every=2"]) == 0
-    assert ckpt.exists(out) and [os.path.basename(u) for u in ckpt.training_checkpoints(os.path.join(out, "train"))] \
+    assert ckpt.exists(out) and [os.path.basename(u) for u in step_checkpoints(os.path.join(out, "train"))] \
         == ["step_0000002", "step_0000003"]
     assert cli(["train", "lfae", "--preset", "tiny", "--data", manifest, "--out", out,
                 "--override", "train.lfae.steps=5", "train.lfae.checkpoint_every=2"]) == 0

@@ -1,4 +1,4 @@
-"""Readers that index official on-disk layouts into a Manifest (DESIGN.md §2)."""
+"""Readers that index official on-disk layouts into a Manifest (docs/design.md, "Contracts")."""
 from __future__ import annotations
 
 from typing import Optional

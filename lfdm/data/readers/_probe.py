@@ -1,7 +1,7 @@
 """Shared helper: probe many videos with a progress bar."""
 from __future__ import annotations
 
-from typing import Iterable, List, Tuple
+from typing import Iterable, List
 
 from tqdm import tqdm
 

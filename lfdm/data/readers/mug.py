@@ -6,7 +6,6 @@ listed twice. Here every session directory that exists is indexed once.
 """
 from __future__ import annotations
 
-import os
 import re
 from typing import List
 

@@ -21,6 +21,7 @@ from safetensors.torch import save as st_save
 
 from lfdm.config import ConfigError, LFDMConfig, from_dict, to_dict
 from lfdm.io import storage
+from lfdm.models.autoencoder import LatentFlowAutoencoder
 
 FORMAT = "lfdm-checkpoint"
 VERSION = 1
@@ -39,6 +40,7 @@ class Checkpoint:
     tensors: Dict[str, torch.Tensor]
     labels: List[str] = field(default_factory=list)
     extra: dict = field(default_factory=dict)
+    weights_hash: str = ""           # of model.safetensors, as ``weights_hash(uri)`` gives it
 
     def subset(self, prefix: str) -> Dict[str, torch.Tensor]:
         return {k[len(prefix):]: v for k, v in self.tensors.items() if k.startswith(prefix)}
@@ -46,6 +48,11 @@ class Checkpoint:
 
 def with_prefix(prefix: str, state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     return {prefix + k: v for k, v in state.items()}
+
+
+def strip_module_prefix(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """(Distributed)DataParallel saves add ``module.`` to every name; drop it."""
+    return {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
 
 
 def exists(uri: str) -> bool:
@@ -72,7 +79,31 @@ def save_checkpoint(uri: str, config: LFDMConfig, tensors: Dict[str, torch.Tenso
         storage.write_bytes(storage.join(uri, name), data)
 
 
-def read_checkpoint(uri: str) -> Checkpoint:
+@dataclass
+class CheckpointInfo:
+    """What config.json says: enough for callers that need no tensor (image size, labels, kind)."""
+    uri: str
+    config: LFDMConfig
+    kind: str
+    labels: List[str] = field(default_factory=list)
+    extra: dict = field(default_factory=dict)
+
+
+# Keys older checkpoints carry that no longer exist, with the only value they could hold (it is now implied).
+RETIRED_KEYS = {("data", "eval_clip_sampling"): "uniform", ("diffusion", "schedule"): "cosine"}
+
+
+def _without_retired_keys(config: dict, uri: str) -> dict:
+    config = {k: dict(v) if isinstance(v, dict) else v for k, v in config.items()}
+    for (section, key), implied in RETIRED_KEYS.items():
+        value = config.get(section, {}).pop(key, implied)
+        if value != implied:
+            raise CheckpointError(f"{uri}: {section}.{key}={value!r} is no longer supported (always {implied!r})")
+    return config
+
+
+def read_info(uri: str) -> CheckpointInfo:
+    """config.json of a complete checkpoint, without reading its tensors."""
     config_uri = storage.join(uri, CONFIG)
     if not storage.exists(config_uri):
         what = "incomplete checkpoint (no config.json)" if storage.exists(uri) else "checkpoint not found"
@@ -81,14 +112,19 @@ def read_checkpoint(uri: str) -> Checkpoint:
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{uri} is not an lfdm checkpoint (format={meta.get('format')!r})")
     try:
-        config = from_dict(LFDMConfig, meta["config"]).validate()
+        config = from_dict(LFDMConfig, _without_retired_keys(meta["config"], uri)).validate()
     except ConfigError as exc:
         raise CheckpointError(f"{uri}: config.json does not fit this version of lfdm: {exc}") from exc
+    return CheckpointInfo(uri, config, meta["kind"], meta.get("labels", []), meta.get("extra", {}))
+
+
+def read_checkpoint(uri: str) -> Checkpoint:
+    info = read_info(uri)
     weights_uri = storage.join(uri, WEIGHTS)
     if not storage.exists(weights_uri):
         raise CheckpointError(f"incomplete checkpoint (no {WEIGHTS}): {uri}")
-    tensors = st_load(storage.read_bytes(weights_uri))
-    return Checkpoint(uri, config, meta["kind"], tensors, meta.get("labels", []), meta.get("extra", {}))
+    data = storage.read_bytes(weights_uri)
+    return Checkpoint(uri, info.config, info.kind, st_load(data), info.labels, info.extra, _digest(data))
 
 
 def read_trainer_state(uri: str) -> Optional[dict]:
@@ -100,7 +136,11 @@ def read_trainer_state(uri: str) -> Optional[dict]:
 
 def weights_hash(uri: str) -> str:
     """sha256 of model.safetensors (first 16 hex digits): identifies the weights a video came from."""
-    return hashlib.sha256(storage.read_bytes(storage.join(uri, WEIGHTS))).hexdigest()[:16]
+    return _digest(storage.read_bytes(storage.join(uri, WEIGHTS)))
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
 
 
 def load_state_strict(module: torch.nn.Module, state: Dict[str, torch.Tensor], what: str, uri: str) -> None:
@@ -123,7 +163,7 @@ def load_state_strict(module: torch.nn.Module, state: Dict[str, torch.Tensor], w
     module.load_state_dict(state, strict=True)
 
 
-def check_preset(ckpt: Checkpoint, preset: Optional[str]) -> None:
+def check_preset(ckpt: CheckpointInfo | Checkpoint, preset: Optional[str]) -> None:
     if preset is not None and ckpt.config.name != preset:
         raise CheckpointError(f"{ckpt.uri} was built with preset {ckpt.config.name!r}, not {preset!r}; "
                               f"drop --preset or pass --preset {ckpt.config.name}")
@@ -131,25 +171,8 @@ def check_preset(ckpt: Checkpoint, preset: Optional[str]) -> None:
 
 def load_lfae(uri: str, preset: Optional[str] = None, device: str | torch.device = "cpu"):
     """The stage-1 auto-encoder of a checkpoint (kind lfae or lfdm), in eval mode."""
-    from lfdm.models.autoencoder import LatentFlowAutoencoder
     ckpt = uri if isinstance(uri, Checkpoint) else read_checkpoint(uri)
     check_preset(ckpt, preset)
     model = LatentFlowAutoencoder(ckpt.config.autoencoder)
     load_state_strict(model, ckpt.subset("lfae."), "auto-encoder", ckpt.uri)
     return model.to(device).eval(), ckpt
-
-
-# ----------------------------------------------------------------------------- training runs
-def step_dir(run_uri: str, step: int) -> str:
-    return storage.join(run_uri, f"step_{step:07d}")
-
-
-def training_checkpoints(run_uri: str) -> List[str]:
-    """Complete step checkpoints of a run, oldest first (folders without config.json are ignored)."""
-    dirs = [u for u in storage.listdir(run_uri) if storage.basename(u).startswith("step_")]
-    return sorted((u for u in dirs if exists(u)), key=lambda u: int(storage.basename(u)[5:]))
-
-
-def prune_checkpoints(run_uri: str, keep: int) -> None:
-    for uri in training_checkpoints(run_uri)[:-keep]:
-        storage.remove(uri)

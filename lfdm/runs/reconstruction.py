@@ -36,12 +36,8 @@ def evaluate_reconstruction(model: LatentFlowAutoencoder, manifest_uri: str, spl
         frames = load_frames(record, [0, *indices], image_size).to(device)   # (1 + 40, 3, S, S)
         source, driving = frames[:1], frames[1:]
         skips = model.encode(source)
-        source_regions = model.region_predictor(source)
-        for chunk in driving.split(batch_size):
-            n = chunk.shape[0]
-            src = source.expand(n, -1, -1, -1)
-            regions = {k: v.expand(n, *v.shape[1:]) for k, v in source_regions.items()}
-            flow, occlusion, _, _ = model.estimate_flow(src, chunk, source_regions=regions)
+        for chunk, flow, occlusion in model.flows_from_source(source, driving, batch_size):
+            src = source.expand(chunk.shape[0], -1, -1, -1)
             prediction = model.decode(skips, source, flow, occlusion)
             lfae.update(prediction, chunk)
             copy.update(src, chunk)

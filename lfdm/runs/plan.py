@@ -1,4 +1,4 @@
-"""The generation manifest (DESIGN.md §2): one row per requested video.
+"""The generation plan (docs/design.md, "Contracts"): one row per requested video.
 
 Paper protocol: N videos spread evenly over classes and the source subjects of a split (video i
 gets class i mod C and subject (i div C) mod S, like the official MUG_gen); the source image is
@@ -8,7 +8,7 @@ retry produces it.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import List, Optional
 
 from lfdm.data.manifest import Manifest
@@ -28,11 +28,12 @@ class GenerationRow:
     sampler: str
     steps: int
     guidance: float
+    eta: float
     checkpoint_hash: str
 
 
 def plan_generation(manifest: Manifest, num_videos: int, *, split: str, run_seed: int, sampler: str, steps: int,
-                    guidance: float, checkpoint_hash: str, labels: Optional[List[str]] = None,
+                    guidance: float, eta: float, checkpoint_hash: str, labels: Optional[List[str]] = None,
                     stochastic: bool = False) -> List[GenerationRow]:
     source = manifest.split(split)
     if not source.records:
@@ -51,9 +52,5 @@ def plan_generation(manifest: Manifest, num_videos: int, *, split: str, run_seed
             video_id=video_id, source_video_id=record.video_id, source_uri=record.uri, source_frame=0,
             label=None if stochastic else label, label_index=-1 if stochastic else classes.index(label),
             subject=subject, seed=derive_seed(run_seed, video_id), sampler=sampler, steps=steps,
-            guidance=guidance, checkpoint_hash=checkpoint_hash))
+            guidance=guidance, eta=eta, checkpoint_hash=checkpoint_hash))
     return rows
-
-
-def rows_as_dicts(rows: List[GenerationRow]) -> List[dict]:
-    return [asdict(r) for r in rows]

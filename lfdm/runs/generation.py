@@ -1,0 +1,176 @@
+"""A generation run: many videos from a full model, resumable, the same whatever runs it (here or on Ray).
+
+Layout of RUN:
+- ``plan.parquet``: one row per requested video (``lfdm.runs.plan``), written before any video; a rerun
+  with other settings (sampler, steps, guidance, eta, seed, ...) is refused instead of mixing videos.
+- ``videos/ID.npy`` (uint8 frames, for evaluation), ``videos/ID.mp4``, ``videos/ID.npz`` (frames, flows and
+  occlusions), as ``formats`` asks; each written atomically.
+- ``meta/ID.json``: the plan row plus output URIs and timing, written last: the video is done.
+- ``generated.parquet``: every meta row, gathered when all are done.
+Per-video seeds make every video independent of batch size, worker count and retries.
+"""
+from __future__ import annotations
+
+import io
+import json
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from lfdm.checkpoint import read_info, weights_hash
+from lfdm.data.datasets import load_frames
+from lfdm.data.manifest import VideoRecord, read_manifest
+from lfdm.diffusion.samplers import check_sampler
+from lfdm.io import storage
+from lfdm.io.outputs import encode, frames_uint8, npz_bytes
+from lfdm.pipelines.image_to_video import GeneratedVideos, ImageToVideoPipeline
+from lfdm.runs.plan import plan_generation
+
+FORMATS = ("npy", "mp4", "npz")
+PLAN, GENERATED = "plan.parquet", "generated.parquet"
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    checkpoint: Optional[str] = None    # full model (kind lfdm)
+    num_videos: int = 200
+    split: str = "test"                 # where source frames come from ("train" for Table 2's gap)
+    seed: int = 0
+    sampler: Optional[str] = None       # None: the checkpoint's sample.* settings
+    steps: Optional[int] = None
+    guidance: Optional[float] = None
+    eta: Optional[float] = None
+    stochastic: bool = False            # null condition (paper Table 4)
+    batch_size: int = 4
+    formats: Tuple[str, ...] = ("npy",)  # npy (uint8 frames, for evaluation), mp4, npz (+ flows, occlusions)
+    fps: float = 10.0
+
+
+def video_uri(run_uri: str, video_id: str, fmt: str) -> str:
+    return storage.join(run_uri, "videos", f"{video_id}.{fmt}")
+
+
+def meta_uri(run_uri: str, video_id: str) -> str:
+    return storage.join(run_uri, "meta", f"{video_id}.json")
+
+
+def prepare(run_uri: str, manifest_uri: str, settings: GenerationSettings) -> List[dict]:
+    """The run's plan (written on the first call, checked on later ones); returns its rows."""
+    g = settings
+    if not g.checkpoint:
+        raise ValueError("a generation run needs generation.checkpoint (a full model)")
+    unknown = sorted(set(g.formats) - set(FORMATS))
+    if unknown or not g.formats:
+        raise ValueError(f"generation.formats={list(g.formats)}; choose from {list(FORMATS)}")
+    info = read_info(g.checkpoint)
+    s = info.config.sample
+    sampler, steps = g.sampler or s.sampler, g.steps or s.steps
+    guidance, eta = (s.guidance if g.guidance is None else g.guidance), (s.eta if g.eta is None else g.eta)
+    check_sampler(sampler, steps, info.config.diffusion.timesteps, eta)
+    rows = [asdict(r) for r in plan_generation(
+        read_manifest(manifest_uri), g.num_videos, split=g.split, run_seed=g.seed, sampler=sampler, steps=steps,
+        guidance=guidance, eta=eta, checkpoint_hash=weights_hash(g.checkpoint), labels=info.labels,
+        stochastic=g.stochastic)]
+    plan_uri = storage.join(run_uri, PLAN)
+    if storage.exists(plan_uri):
+        if storage.read_parquet(plan_uri).to_pylist() != rows:
+            raise ValueError(f"{run_uri} holds a generation run with another plan (other checkpoint, settings or "
+                             f"data); choose another run name")
+    else:
+        storage.write_parquet(pa.Table.from_pylist(rows), plan_uri)
+    return rows
+
+
+def done_ids(run_uri: str) -> set:
+    return {storage.basename(u)[:-5] for u in storage.listdir(storage.join(run_uri, "meta")) if u.endswith(".json")}
+
+
+def to_do(run_uri: str, plan: Sequence[dict]) -> List[dict]:
+    done = done_ids(run_uri)
+    return [r for r in plan if r["video_id"] not in done]
+
+
+def generate_rows(pipe: ImageToVideoPipeline, records: Dict[str, VideoRecord],
+                  rows: Sequence[dict]) -> Tuple[torch.Tensor, GeneratedVideos]:
+    """Source images (B, 3, S, S) and the videos of plan rows that share their sampler settings."""
+    settings = {(r["sampler"], int(r["steps"]), float(r["guidance"]), float(r["eta"])) for r in rows}
+    if len(settings) != 1:
+        raise ValueError(f"rows of one pipeline call must share sampler, steps, guidance and eta; got {settings}")
+    sampler, steps, guidance, eta = settings.pop()
+    size = pipe.config.data.image_size
+    images = torch.cat([load_frames(records[r["source_video_id"]], [int(r["source_frame"])], size, cache=False)
+                        for r in rows])
+    out = pipe(images, [r["label"] for r in rows], seeds=[int(r["seed"]) for r in rows], sampler=sampler,
+               steps=steps, guidance=guidance, eta=eta)
+    return images, out
+
+
+class VideoGenerator:
+    """Generates and writes batches of plan rows; the pipeline is loaded once (per process, or per Ray actor)."""
+
+    def __init__(self, checkpoint: str, manifest_uri: str, run_uri: str, formats: Sequence[str], fps: float,
+                 device: torch.device):
+        self.pipe = ImageToVideoPipeline.load(checkpoint, device=device)
+        self.records = read_manifest(manifest_uri).by_id()
+        self.run_uri, self.formats, self.fps = run_uri, tuple(formats), fps
+
+    def __call__(self, rows: Sequence[dict]) -> float:
+        """Writes every row's outputs, then its meta file; returns the seconds per video."""
+        start = time.time()
+        _, out = generate_rows(self.pipe, self.records, rows)
+        seconds = (time.time() - start) / len(rows)
+        for i, row in enumerate(rows):
+            frames = frames_uint8(out.frames[i])                                  # (K, H, W, 3) uint8
+            uris = {fmt: video_uri(self.run_uri, row["video_id"], fmt) for fmt in self.formats}
+            for fmt, uri in uris.items():
+                storage.write_bytes(uri, self._encode(fmt, frames, out, i))
+            meta = {**row, "uri": uris.get("npy") or uris.get("npz") or uris["mp4"], "uris": uris, "status": "ok",
+                    "seconds": seconds, "num_frames": int(frames.shape[0])}
+            storage.write_text(meta_uri(self.run_uri, row["video_id"]), json.dumps(meta))
+        return seconds
+
+    def _encode(self, fmt: str, frames: np.ndarray, out: GeneratedVideos, i: int) -> bytes:
+        if fmt == "npy":
+            return npy_bytes(frames)
+        if fmt == "npz":
+            return npz_bytes(frames, out.flows[i], out.occlusions[i, 0])
+        return encode(frames, fmt, self.fps)
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return buf.getvalue()
+
+
+def gather(run_uri: str) -> pa.Table:
+    """Every meta row, sorted by video id, as RUN/generated.parquet."""
+    rows = [json.loads(storage.read_text(u)) for u in storage.listdir(storage.join(run_uri, "meta"))
+            if u.endswith(".json")]
+    for r in rows:
+        r["uris"] = json.dumps(r["uris"])
+    table = pa.Table.from_pylist(sorted(rows, key=lambda r: r["video_id"]))
+    storage.write_parquet(table, storage.join(run_uri, GENERATED))
+    return table
+
+
+def batches_of(rows: Sequence[dict], size: int) -> List[List[dict]]:
+    return [list(rows[i:i + size]) for i in range(0, len(rows), size)]
+
+
+def generate_local(run_uri: str, manifest_uri: str, settings: GenerationSettings, device: torch.device,
+                   log: Callable[[str], None] = print) -> pa.Table:
+    """The whole run in this process (``lfdm generate run``); a rerun resumes."""
+    plan = prepare(run_uri, manifest_uri, settings)
+    todo = to_do(run_uri, plan)
+    log(f"generation {run_uri}: {len(plan)} videos planned, {len(plan) - len(todo)} done, {len(todo)} to do")
+    if todo:
+        generator = VideoGenerator(settings.checkpoint, manifest_uri, run_uri, settings.formats, settings.fps, device)
+        for n, rows in enumerate(batches_of(todo, settings.batch_size), 1):
+            seconds = generator(rows)
+            log(f"  batch {n}: {len(rows)} videos, {seconds:.2f} s/video")
+    return gather(run_uri)

@@ -1,0 +1,87 @@
+"""Stage 2 as a ``Stage``: the conditional 3D U-Net on clips sampled from the flow cache.
+
+The labels come from the cache and their text embeddings are computed once, by whoever builds the run
+(``label_conditions``), never by every worker. The final model is a full generation checkpoint (kind
+"lfdm": frozen auto-encoder, EMA U-Net weights, labels, text embeddings), written by the pipeline.
+"""
+from __future__ import annotations
+
+from typing import List, Sequence, Tuple
+
+import torch
+
+from lfdm import checkpoint as ckpt
+from lfdm.config import LFDMConfig
+from lfdm.diffusion.parameterisation import Prediction
+from lfdm.diffusion.schedule import cosine_schedule
+from lfdm.io.images import grid, save_png
+from lfdm.io.seeding import seeded
+from lfdm.models.text import condition_embeddings
+from lfdm.models.unet3d import UNet3D
+from lfdm.pipelines.image_to_video import ImageToVideoPipeline
+from lfdm.training.dm_data import CachedClipDataset
+from lfdm.training.dm_objective import DmObjective, dm_loss
+from lfdm.training.ema import EMA
+from lfdm.training.flow_cache import FlowCacheError, VideoFlows, check_cache, load_cache
+from lfdm.training.optim import build_optimizer, build_scheduler
+from lfdm.training.stage import Stage
+from lfdm.training.steps import TrainState
+
+
+def label_conditions(cfg: LFDMConfig, lfae_uri: str, flows_uri: str) -> Tuple[List[str], torch.Tensor]:
+    """(labels, text embeddings (n, text_dim)) of a run, after checking the cache fits the auto-encoder."""
+    labels = list(check_cache(cfg, lfae_uri, flows_uri)["classes"])
+    return labels, condition_embeddings(cfg.text, labels, cfg.unet.text_dim)
+
+
+def build_dm_stage(cfg: LFDMConfig, lfae_uri: str, flows_uri: str, device: torch.device, *,
+                   labels: Sequence[str], text_embeddings: torch.Tensor) -> Stage:
+    videos = sorted(load_cache(flows_uri, split="train").values(), key=lambda v: v.video_id)
+    if not videos:
+        raise FlowCacheError(f"flow cache {flows_uri} has no train-split videos")
+    lfae, _ = ckpt.load_lfae(lfae_uri, device=device)
+    sc, d = cfg.train.dm, cfg.diffusion
+    with seeded(sc.seed, "init"):                                 # reproducible runs start from the same weights
+        unet = UNet3D(cfg.unet)
+    jitter = cfg.data.clip_jitter if cfg.data.clip_color_jitter else None
+    objective = DmObjective(unet, Prediction(d.prediction, cosine_schedule(d)), text_embeddings, d.cond_drop_prob,
+                            encoder=lfae.encoder if jitter else None, jitter=jitter,
+                            min_snr_gamma=d.min_snr_gamma if d.loss_weighting == "min_snr" else None).to(device)
+    optimizer = build_optimizer(unet.parameters(), sc)
+    ema = EMA(unet, sc.ema_decay) if sc.ema_decay else None
+    state = TrainState(objective, optimizer, build_scheduler(optimizer, sc), ema=ema, ema_source=unet)
+    labels = tuple(labels)
+
+    def network() -> UNet3D:
+        return state.ema.shadow if state.ema is not None else unet
+
+    def step_tensors():
+        return {**ckpt.with_prefix("unet.", unet.state_dict()), "text.embeddings": objective.text_embeddings}
+
+    def restore(loaded: ckpt.Checkpoint) -> None:
+        ckpt.load_state_strict(unet, loaded.subset("unet."), "U-Net", loaded.uri)
+        objective.text_embeddings.copy_(loaded.tensors["text.embeddings"])     # exactly the run's conditions
+
+    def export(uri: str, provenance: dict) -> None:
+        pipe = ImageToVideoPipeline(cfg, lfae, network(), labels, objective.text_embeddings)
+        pipe.save(uri, extra={**provenance, "ema": state.ema is not None})
+
+    def sample(batch: dict, uri: str) -> None:
+        save_dm_samples(ImageToVideoPipeline(cfg, lfae, network(), labels, objective.text_embeddings), videos[:2], uri)
+
+    dataset = CachedClipDataset(videos, cfg.data, seed=sc.seed, residual_flow=d.residual_flow,
+                                flow_scale=d.flow_scale)
+    return Stage("dm", cfg, objective, state, dataset, len(videos), dm_loss, "dm-train", step_tensors, restore,
+                 export, sample, labels=labels, provenance={"stage": "dm", "lfae": lfae_uri, "flows": flows_uri})
+
+
+def save_dm_samples(pipe: ImageToVideoPipeline, videos: Sequence[VideoFlows], uri: str) -> None:
+    """Two short videos generated from cached frame-0s with their own labels (DDIM-10): rows of frames."""
+    was_training = pipe.unet.training
+    images = torch.stack([torch.from_numpy(v.frame0).permute(2, 0, 1).float() / 255 for v in videos]).to(pipe.device)
+    out = pipe(images, [pipe.labels[v.label] for v in videos], seeds=list(range(len(videos))),
+               sampler="ddim", steps=10, eta=0.0)
+    pipe.unet.train(was_training)
+    k = out.frames.shape[2]
+    picks = sorted({0, k // 3, 2 * k // 3, k - 1})
+    save_png(uri, grid([[video[:, i] for i in picks] for video in out.frames], images.shape[-1]))
