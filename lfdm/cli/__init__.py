@@ -34,9 +34,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     from lfdm.data.readers import LayoutError
     from lfdm.io.video import VideoError
     from lfdm.models.text import TextEncoderError
+    from lfdm.runs import RunError
     from lfdm.training.flow_cache import FlowCacheError
     known = (CommandError, ConfigError, ManifestError, LayoutError, VideoError, FileNotFoundError, CheckpointError,
-             FlowCacheError, TextEncoderError)
+             FlowCacheError, TextEncoderError, RunError)
     try:
         return int(args.func(args) or 0)
     except known as exc:

@@ -32,7 +32,7 @@ from lfdm.io.seeding import numpy_rng
 from lfdm.metrics.fvd import FVDProtocol, extract_features
 from lfdm.metrics.i3d_weights import load_detector
 from lfdm.metrics.summary import compute_metrics, write_reports
-from lfdm.runs import generation
+from lfdm.runs import RunError, generation
 
 FEATURE_DIM = 400
 COLUMNS = ("video_id", "kind", "label", "subject", "status", "predicted", "features")
@@ -176,11 +176,11 @@ def evaluate(run_uri: str, manifest_uri: str, settings: EvaluationSettings, make
     runs the frame-FID network when ``settings.inception`` is set."""
     ev = settings
     if not ev.generated:
-        raise ValueError("an evaluation run needs evaluation.generated (a generation run)")
+        raise RunError("an evaluation run needs evaluation.generated (a generation run)")
     gen_items = generated_items(ev.generated)
     present = [i for i in gen_items if not i["missing"]]
     if not present:
-        raise ValueError(f"{ev.generated} holds no finished generated video")
+        raise RunError(f"{ev.generated} holds no finished generated video")
     first = load_video(present[0], {}, 0, None)
     num_frames, image_size = int(first.shape[0]), int(first.shape[1])
     _, weights_id = load_detector(ev.weights)

@@ -28,6 +28,7 @@ from lfdm.diffusion.samplers import check_sampler
 from lfdm.io import storage
 from lfdm.io.outputs import encode, frames_uint8, npz_bytes
 from lfdm.pipelines.image_to_video import GeneratedVideos, ImageToVideoPipeline
+from lfdm.runs import RunError
 from lfdm.runs.plan import plan_generation
 
 FORMATS = ("npy", "mp4", "npz")
@@ -62,15 +63,18 @@ def prepare(run_uri: str, manifest_uri: str, settings: GenerationSettings) -> Li
     """The run's plan (written on the first call, checked on later ones); returns its rows."""
     g = settings
     if not g.checkpoint:
-        raise ValueError("a generation run needs generation.checkpoint (a full model)")
+        raise RunError("a generation run needs generation.checkpoint (a full model)")
     unknown = sorted(set(g.formats) - set(FORMATS))
     if unknown or not g.formats:
-        raise ValueError(f"generation.formats={list(g.formats)}; choose from {list(FORMATS)}")
+        raise RunError(f"generation.formats={list(g.formats)}; choose from {list(FORMATS)}")
     info = read_info(g.checkpoint)
     s = info.config.sample
     sampler, steps = g.sampler or s.sampler, g.steps or s.steps
     guidance, eta = (s.guidance if g.guidance is None else g.guidance), (s.eta if g.eta is None else g.eta)
-    check_sampler(sampler, steps, info.config.diffusion.timesteps, eta)
+    try:
+        check_sampler(sampler, steps, info.config.diffusion.timesteps, eta)
+    except ValueError as exc:
+        raise RunError(f"generation settings: {exc}") from None
     rows = [asdict(r) for r in plan_generation(
         read_manifest(manifest_uri), g.num_videos, split=g.split, run_seed=g.seed, sampler=sampler, steps=steps,
         guidance=guidance, eta=eta, checkpoint_hash=weights_hash(g.checkpoint), labels=info.labels,
@@ -78,8 +82,8 @@ def prepare(run_uri: str, manifest_uri: str, settings: GenerationSettings) -> Li
     plan_uri = storage.join(run_uri, PLAN)
     if storage.exists(plan_uri):
         if storage.read_parquet(plan_uri).to_pylist() != rows:
-            raise ValueError(f"{run_uri} holds a generation run with another plan (other checkpoint, settings or "
-                             f"data); choose another run name")
+            raise RunError(f"{run_uri} holds a generation run with another plan (other checkpoint, settings or "
+                           f"data); choose another run name")
     else:
         storage.write_parquet(pa.Table.from_pylist(rows), plan_uri)
     return rows

@@ -1,0 +1,59 @@
+"""Generation and evaluation runs without Ray (lfdm generate-run, lfdm eval run): the library's own path."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from lfdm.cli import main as cli
+from lfdm.io import storage
+from lfdm.models.autoencoder import LatentFlowAutoencoder
+from lfdm.models.unet3d import UNet3D
+from lfdm.pipelines.image_to_video import ImageToVideoPipeline
+from lfdm.presets import get_preset
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory, tiny_dataset):
+    _, manifest = tiny_dataset
+    torch.manual_seed(0)
+    cfg = get_preset("tiny")
+    uri = str(tmp_path_factory.mktemp("model") / "lfdm")
+    ImageToVideoPipeline(cfg, LatentFlowAutoencoder(cfg.autoencoder), UNet3D(cfg.unet), list(manifest.classes),
+                         torch.randn(len(manifest.classes), 384)).save(uri)
+    return uri
+
+
+def test_generate_run_resumes_refuses_other_settings_and_evaluates(tmp_path, tiny_dataset, tiny_model, capsys):
+    from lfdm.metrics.i3d_weights import fetch_reference
+    fetch_reference(log=lambda s: None)
+    root, manifest = tiny_dataset
+    data, run = str(root / "manifest.parquet"), str(tmp_path / "gen")
+    base = ["generate-run", "--data", data, "--out", run, "--set", f"checkpoint={tiny_model}", "num_videos=6",
+            "batch_size=4", "sampler=ddim", "steps=2", "formats=[npy, npz]"]
+    assert cli(base) == 0
+    os.remove(os.path.join(run, "meta", "gen000004.json"))                 # as if killed before its meta file
+    capsys.readouterr()
+    assert cli(base) == 0
+    assert "6 videos planned, 5 done, 1 to do" in capsys.readouterr().out
+    rows = storage.read_parquet(os.path.join(run, "generated.parquet")).to_pylist()
+    assert [r["video_id"] for r in rows] == [f"gen{i:06d}" for i in range(6)] and {r["eta"] for r in rows} == {0.0}
+    with np.load(os.path.join(run, "videos", "gen000003.npz")) as npz:
+        np.testing.assert_array_equal(npz["frames"], np.load(os.path.join(run, "videos", "gen000003.npy")))
+        assert npz["flows"].shape == (10, 8, 8, 2) and npz["occlusions"].shape == (10, 8, 8)
+    assert cli(base + ["eta=0.5"]) == 2                                     # another plan: refused, nothing mixed
+    assert "another plan" in capsys.readouterr().err
+    out = str(tmp_path / "eval")
+    assert cli(["eval", "run", "--data", data, "--out", out, "--set", f"generated={run}", "bootstrap=3",
+                "group_bootstrap=2"]) == 0
+    results = json.load(open(os.path.join(out, "results.json")))
+    assert results["n_gen"] == 6 and results["n_real"] == len(manifest.split("test"))
+    features = storage.read_parquet(os.path.join(out, "features.parquet")).to_pylist()
+    assert len({r["protocol_hash"] for r in features}) == 1 and all(len(r["features"]) == 400 for r in features)
+    assert results["protocol"]["clip_choice"].startswith("real: 1 clip(s) per test video")
+    assert os.listdir(os.path.join(out, "feature_cache"))[0].startswith(f"real_{results['protocol']['hash']}")
