@@ -54,6 +54,7 @@ class RegionPredictorConfig:
     temperature: float = 0.1
     scale_factor: float = 0.25
     pad: int = 3                         # 3 -> heatmaps 32x32 (MUG); 0 -> 26x26 (MHAD, NATOPS)
+    pca: str = "closed_form"             # affine signs: closed_form (on device) | lapack (official, CPU SVD)
 
 
 @dataclass(frozen=True)
@@ -219,6 +220,7 @@ class LFDMConfig:
         for key, value, allowed in (
             ("data.clip_sampling", self.data.clip_sampling, CLIP_SAMPLING_MODES),
             ("unet.padding_mode", self.unet.padding_mode, ("zeros", "reflect")),
+            ("autoencoder.region.pca", self.autoencoder.region.pca, ("closed_form", "lapack")),
             ("diffusion.loss_weighting", self.diffusion.loss_weighting, ("uniform", "min_snr")),
             ("diffusion.prediction", self.diffusion.prediction, PREDICTIONS),
         ):

@@ -58,7 +58,11 @@ def map_official_lfae(raw: dict, source: str = "checkpoint") -> Dict[str, torch.
 
 
 def official_lfae_config(cfg: LFDMConfig) -> LFDMConfig:
-    return dataclasses.replace(cfg, autoencoder=dataclasses.replace(cfg.autoencoder, align_corners=False))
+    """The official behaviour our own training departs from: grid_sample's align_corners=False and the region
+    affines of LAPACK's SVD (models/region.py)."""
+    ae = cfg.autoencoder
+    return dataclasses.replace(cfg, autoencoder=dataclasses.replace(
+        ae, align_corners=False, region=dataclasses.replace(ae.region, pca="lapack")))
 
 
 def import_official(cfg: LFDMConfig, out_uri: str, *, lfae_path: str, dm_path: Optional[str] = None,

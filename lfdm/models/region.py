@@ -3,6 +3,15 @@
 heatmap H_k = softmax over space of conv(hourglass(x 1/4)) / temperature
 shift  mu_k = sum_p H_k(p) p;   covariance Sigma_k = sum_p H_k(p) (p - mu_k)(p - mu_k)^T (+ 1e-6 I)
 affine A_k  = U_k diag(sqrt(S_k)) with Sigma_k = U_k S_k U_k^T  (MRAA, Siarohin et al. 2021, Sec. 3.2)
+
+U is defined up to the sign of each column; two conventions (``region.pca``):
+- "closed_form" (our training): a closed-form 2x2 eigendecomposition on the device, det(U) = -1 and u1_x <= 0,
+  a deterministic function of Sigma (linalg2x2.symmetric_eig2x2).
+- "lapack" (imported official weights): LAPACK's SVD on the CPU, as the official code ran it. Its column signs
+  follow the path of LAPACK's iterations, with no closed form (measured on 20,000 random covariances: it
+  agrees with "closed_form" on 91 %), so the only way to give an official model the official affines is to
+  run the same routine. The dense flow does not depend on the signs (it uses A_src A_drv^-1 after
+  ``revert_axis_swap``); the affines themselves, and what consumes them, do.
 """
 from __future__ import annotations
 
@@ -21,7 +30,7 @@ from lfdm.models.warp import coordinate_grid
 COVARIANCE_FLOOR = 1e-6
 
 
-def region_params(heatmap: torch.Tensor) -> Dict[str, torch.Tensor]:
+def region_params(heatmap: torch.Tensor, pca: str = "closed_form") -> Dict[str, torch.Tensor]:
     """heatmap (B, K, h, w), summing to 1 over space -> shift (B, K, 2), covar (B, K, 2, 2), affine."""
     _, _, h, w = heatmap.shape
     grid = coordinate_grid(h, w, heatmap.device, heatmap.dtype)             # (h, w, 2)
@@ -32,7 +41,11 @@ def region_params(heatmap: torch.Tensor) -> Dict[str, torch.Tensor]:
     # A heatmap collapsed onto one pixel has a singular covariance, whose inverse (Gaussian heatmaps)
     # and square root (affine) have no finite gradient; 1e-6 is far below any real region's spread.
     covar = covar + COVARIANCE_FLOOR * torch.eye(2, device=covar.device, dtype=covar.dtype)
-    u, s = symmetric_eig2x2(covar)
+    if pca == "lapack":
+        u, s, _ = torch.linalg.svd(covar.cpu())
+        u, s = u.to(covar.device), s.to(covar.device)
+    else:
+        u, s = symmetric_eig2x2(covar)
     affine = u * s.sqrt().unsqueeze(-2)                                      # U diag(sqrt S)
     return {"shift": shift, "covar": covar, "affine": affine, "heatmap": heatmap}
 
@@ -45,9 +58,10 @@ class RegionPredictor(nn.Module):
         self.regions = nn.Conv2d(self.predictor.out_filters, cfg.num_regions, kernel_size=7, padding=r.pad)
         self.down = downsample(cfg.num_channels, r.scale_factor)
         self.temperature = r.temperature
+        self.pca = r.pca
 
     def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
         logits = self.regions(self.predictor(self.down(x)))                  # (B, K, h, w)
         b, k, h, w = logits.shape
         heatmap = F.softmax(logits.float().view(b, k, -1) / self.temperature, dim=2).view(b, k, h, w)
-        return region_params(heatmap)
+        return region_params(heatmap, self.pca)

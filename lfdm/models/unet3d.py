@@ -187,8 +187,8 @@ class UNet3D(nn.Module):
 
     def _body(self, x: torch.Tensor, t: torch.Tensor, text: torch.Tensor, use_null) -> torch.Tensor:
         bias = self.time_rel_pos_bias(x.shape[2], x.device)                # (heads, K, K)
+        residual = x                       # the heads see the initial convolution before temporal attention
         x = self.init_temporal_attn(x, bias)
-        residual = x
         cond = self.condition_vector(t, text, use_null)
         skips = []
         for level in self.downs:
