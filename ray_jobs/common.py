@@ -9,6 +9,7 @@ from typing import Any, Dict, List, Optional, Tuple, Type, TypeVar
 
 import yaml
 
+from lfdm.embedded_ray import prepare_embedded_ray
 from lfdm.config import ConfigError, LFDMConfig, from_dict, parse_override_args, with_overrides
 from lfdm.io import storage
 from lfdm.presets import get_preset
@@ -144,11 +145,8 @@ def job_argparser(description: str, training: bool = False) -> argparse.Argument
 
 
 def init_ray(address: Optional[str] = None) -> None:
-    """Connect to the cluster at ``address`` / $RAY_ADDRESS, or start an embedded local Ray.
-
-    The embedded default oversubscribes logical CPUs (at least 4): on a 2-core machine an actor pool
-    or Train workers that take every CPU starve the tasks feeding them and deadlock silently.
-    """
+    """Connect to the cluster at ``address`` / $RAY_ADDRESS, or start an embedded local Ray that listens on
+    127.0.0.1 only (lfdm.embedded_ray)."""
     import ray
     if ray.is_initialized():
         return
@@ -157,12 +155,7 @@ def init_ray(address: Optional[str] = None) -> None:
     if address and address != "local":
         ray.init(address=address, runtime_env=runtime_env)
         return
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
-    os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")   # on, every worker print() shows twice
-    os.environ.setdefault("RAY_DATA_EXECUTION_NO_PROGRESS_TIMEOUT_S", "600")
-    ray.init(num_cpus=max(4, os.cpu_count() or 1), include_dashboard=False,
-             object_store_memory=512 * 2**20, log_to_driver=True, runtime_env=runtime_env)
+    ray.init(runtime_env=runtime_env, **prepare_embedded_ray())
 
 
 def quiet_ray_internals() -> None:

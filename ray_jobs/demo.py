@@ -153,9 +153,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="demo_runs/default", help="run directory (a second run reuses its stages)")
     parser.add_argument("--size", choices=sorted(SIZES), default="demo")
     args = parser.parse_args(argv)
-    # the other Ray defaults of an embedded instance are init_ray's
-    for key, value in {"RAY_AUTH_MODE": "disabled", "RAY_DATA_DISABLE_PROGRESS_BARS": "1",
-                       "TOKENIZERS_PARALLELISM": "false"}.items():
+    # the other Ray defaults of an embedded instance (loopback only, Ray's token authentication on) are init_ray's
+    for key, value in {"RAY_DATA_DISABLE_PROGRESS_BARS": "1", "TOKENIZERS_PARALLELISM": "false"}.items():
         os.environ.setdefault(key, value)
     report = run_demo(args.out, args.size)
     print(report)

@@ -1,32 +1,41 @@
-"""The Serve application: ``build_app({"checkpoint": URI, ...})`` (import path ``serve.app:build_app``).
+"""The Serve application. ``build_app(args)`` (import path ``serve.app:build_app``) is its one composition
+root: serve_config.yaml, ``lfdm serve`` (embedded or ``--address``) and the tests all start it through it.
 
 POST /v1/generate   image (multipart upload or base64 JSON) + label -> video + metadata
-GET  /v1/labels     the labels this model accepts, and the defaults
-GET  /healthz       liveness of the ingress and the generator
+GET  /v1/labels     the labels this model accepts, the defaults and the limits
+GET  /healthz       liveness of the ingress and the generator (no token needed)
 The checkpoint is fixed by the deployment's config: nothing a client sends names a file or a model.
+Authentication is on unless the operator turns it off (``args.auth: false``): a bearer token whose SHA-256
+the ingress keeps (never the token itself), compared in constant time.
 """
 
 import asyncio
 import base64
+import hashlib
+import hmac
 import io
 import json
 import os
 import time
 from collections import defaultdict
-from dataclasses import asdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, fields
 from typing import Any, Dict, List, Optional
 
 import numpy as np
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from ray import serve
 from ray.serve.exceptions import BackPressureError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from lfdm.diffusion.samplers import SAMPLERS
-from serve.schema import FORMATS, ApiError, Limits, validate_params
+from serve.schema import FORMATS, ApiError, Limits, parse_json_object, request_model, validate_params
 
 TOKEN_ENV = "LFDM_SERVE_TOKEN"
-RETRY_AFTER_S = 2   # saturation: the 503 of Serve's back-pressure (max_queued_requests) carries Retry-After
+RETRY_AFTER_S = 2   # saturation: every 503 carries Retry-After
+REALM = 'Bearer realm="lfdm"'
 
 
 @serve.deployment(name="generator", max_ongoing_requests=16, max_queued_requests=32, health_check_period_s=10,
@@ -40,16 +49,11 @@ class Generator:
         from lfdm.pipelines.image_to_video import ImageToVideoPipeline
         self.device = str(pick_device())
         self.pipe = ImageToVideoPipeline.load(checkpoint, device=self.device)
-        self.checkpoint_hash = self.pipe.checkpoint_hash
         self.generate.set_max_batch_size(max_batch_size)
         self.generate.set_batch_wait_timeout_s(batch_wait_timeout_s)
 
     def info(self) -> Dict[str, Any]:
-        cfg = self.pipe.config
-        return {"labels": self.pipe.labels, "checkpoint_hash": self.checkpoint_hash, "image_size": cfg.data.image_size,
-                "defaults": {"sampler": cfg.sample.sampler, "steps": cfg.sample.steps, "guidance": cfg.sample.guidance,
-                             "frames": cfg.data.num_frames, "timesteps": cfg.diffusion.timesteps},
-                "device": self.device}
+        return {"checkpoint_hash": self.pipe.checkpoint_hash, "device": self.device}
 
     def check_health(self) -> None:
         if self.pipe is None:
@@ -81,47 +85,54 @@ class Generator:
 
 app = FastAPI(title="LFDM image-to-video sampler", version="1", description=__doc__)
 
-GENERATE_OPENAPI = {
-    "requestBody": {"required": True, "content": {
-        "multipart/form-data": {"schema": {"type": "object", "required": ["image"], "properties": {
-            "image": {"type": "string", "format": "binary", "description": "PNG/JPEG/... source frame"},
-            "label": {"type": "string", "description": "one of GET /v1/labels; omit for stochastic generation"},
-            "sampler": {"type": "string", "enum": list(SAMPLERS)},
-            "steps": {"type": "integer", "minimum": 1}, "guidance": {"type": "number", "minimum": 0},
-            "seed": {"type": "integer", "minimum": 0}, "frames": {"type": "integer", "minimum": 2},
-            "format": {"type": "string", "enum": list(FORMATS)}}}},
-        "application/json": {"schema": {"type": "object", "required": ["image_base64"], "properties": {
-            "image_base64": {"type": "string", "description": "base64 of the image file's bytes"},
-            "label": {"type": "string"}, "sampler": {"type": "string", "enum": list(SAMPLERS)},
-            "steps": {"type": "integer"}, "guidance": {"type": "number"}, "seed": {"type": "integer"},
-            "frames": {"type": "integer"}, "format": {"type": "string", "enum": list(FORMATS)}}}}}},
-    "responses": {
-        "200": {"description": "the video (mp4/gif/npz body with an X-LFDM-Metadata JSON header), or JSON "
-                               "{metadata, frames: [PNG data URLs]} for format=json"},
-        "4XX": {"description": 'a JSON error {"error": {"code", "message"}} naming the problem'},
-        "503": {"description": "saturated: retry after the Retry-After header's seconds"}},
-}
+
+def error_response(exc: ApiError) -> JSONResponse:
+    return JSONResponse({"error": {"code": exc.code, "message": exc.message}}, status_code=exc.status,
+                        headers=exc.headers)
 
 
-def _saturated() -> JSONResponse:
-    return JSONResponse({"error": {"code": "saturated", "message": "the sampler is saturated; retry later"}},
-                        status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
+def saturated(what: str) -> ApiError:
+    return ApiError(503, "saturated", f"{what} is saturated; retry after {RETRY_AFTER_S} s",
+                    {"Retry-After": str(RETRY_AFTER_S)})
 
 
-def _error(exc: ApiError) -> JSONResponse:
-    return JSONResponse({"error": {"code": exc.code, "message": exc.message}}, status_code=exc.status)
+# Whatever layer rejects a request, the client sees the one error shape.
+@app.exception_handler(ApiError)
+async def _api_error(request: Request, exc: ApiError):
+    return error_response(exc)
+
+
+@app.exception_handler(StarletteHTTPException)
+async def _http_error(request: Request, exc: StarletteHTTPException):
+    codes = {404: "not_found", 405: "method_not_allowed"}
+    return error_response(ApiError(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail)))
+
+
+@app.exception_handler(RequestValidationError)
+async def _validation_error(request: Request, exc: RequestValidationError):
+    return error_response(ApiError(422, "invalid_parameter", str(exc.errors()[:1])))
+
+
+@app.exception_handler(Exception)
+async def _unexpected(request: Request, exc: Exception):
+    return error_response(ApiError(500, "internal_error", f"{type(exc).__name__}: the server failed on this request"))
 
 
 @serve.deployment(name="ingress", max_ongoing_requests=64, max_queued_requests=128,
                   backpressure_config={"status_code": 503, "retry_after_s": RETRY_AFTER_S})
 @serve.ingress(app)
 class Ingress:
-    def __init__(self, generator, limits: Optional[Dict[str, Any]] = None):
+    def __init__(self, generator, model: Dict[str, Any], limits: Dict[str, Any], token_sha256: Optional[str]):
         self.generator = generator
-        self.limits = Limits(**(limits or {}))
-        self.token = os.environ.get(TOKEN_ENV) or None
-        self._info = None
+        self.labels, self.defaults, self.image_size = model["labels"], model["defaults"], model["image_size"]
+        self.limits = Limits(**limits)
+        self.request = request_model(self.labels, self.defaults, self.limits)
+        self.token_sha256 = token_sha256
+        self.decoder = ThreadPoolExecutor(self.limits.decode_workers, thread_name_prefix="decode")
+        self.decoding = 0
         self.in_flight = 0
+        self._info = None
+        app.openapi = self.openapi
 
     async def info(self) -> Dict[str, Any]:
         if self._info is None:
@@ -129,8 +140,12 @@ class Ingress:
         return self._info
 
     def _authorise(self, request: Request) -> None:
-        if self.token and request.headers.get("authorization") != f"Bearer {self.token}":
-            raise ApiError(401, "unauthorized", "missing or wrong bearer token")
+        if self.token_sha256 is None:
+            return
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        given = hashlib.sha256(token.strip().encode()).hexdigest() if scheme.lower() == "bearer" else ""
+        if not hmac.compare_digest(given, self.token_sha256):
+            raise ApiError(401, "unauthorized", "missing or wrong bearer token", {"WWW-Authenticate": REALM})
 
     @app.get("/healthz")
     async def healthz(self):
@@ -139,40 +154,34 @@ class Ingress:
 
     @app.get("/v1/labels")
     async def labels(self, request: Request):
-        try:
-            self._authorise(request)
-        except ApiError as exc:
-            return _error(exc)
-        info = await self.info()
-        return {"labels": info["labels"], "defaults": info["defaults"], "limits": asdict(self.limits)}
+        self._authorise(request)
+        return {"labels": self.labels, "defaults": self.defaults, "limits": asdict(self.limits)}
 
-    @app.post("/v1/generate", openapi_extra=GENERATE_OPENAPI)
+    @app.post("/v1/generate")
     async def generate(self, request: Request):
         start = time.time()
-        try:
-            self._authorise(request)
-            info = await self.info()
-            image_bytes, raw = await self._read(request)
-            params = validate_params(raw, labels=info["labels"], defaults=info["defaults"], limits=self.limits)
-            image = self._image(image_bytes, info["image_size"])
-        except ApiError as exc:
-            return _error(exc)
+        self._authorise(request)
+        image_bytes, raw = await self._read(request)
+        params = validate_params(raw, self.request, self.defaults, self.limits)
+        image = await self._decode(image_bytes)
         if self.in_flight >= self.limits.max_in_flight:
-            return _saturated()
+            raise saturated("the sampler")
         self.in_flight += 1
         try:
             result = await self.generator.generate.remote({"image": image, "label": params.label, "seed": params.seed,
                                                            "sampler": params.sampler, "steps": params.steps,
                                                            "guidance": params.guidance, "frames": params.frames})
         except BackPressureError:
-            return _saturated()
+            raise saturated("the sampler") from None
         finally:
             self.in_flight -= 1
         encode_start = time.time()
+        info = await self.info()
         metadata = {"label": params.label, "seed": params.seed, "sampler": params.sampler, "steps": params.steps,
                     "guidance": params.guidance, "frames": params.frames, "format": params.format,
                     "checkpoint_hash": info["checkpoint_hash"], "batch_size": result["batch_size"]}
-        body, media = self._encode(result, params.format, metadata)
+        body, media = await asyncio.get_running_loop().run_in_executor(
+            self.decoder, self._encode, result, params.format, metadata)
         metadata["timing"] = {"generate_seconds": round(result["generate_seconds"], 4),
                               "encode_seconds": round(time.time() - encode_start, 4),
                               "total_seconds": round(time.time() - start, 4)}
@@ -180,52 +189,88 @@ class Ingress:
             return JSONResponse({"metadata": metadata, "frames": body})
         return Response(content=body, media_type=media, headers={"X-LFDM-Metadata": json.dumps(metadata)})
 
+    async def _body(self, request: Request) -> bytes:
+        """The request body, at most max_body_bytes (chunked bodies included) within body_timeout_s."""
+        limit = self.limits.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and (not declared.strip().isdigit() or int(declared) > limit):
+            raise ApiError(413, "too_large", f"request body over {limit} bytes")
+        chunks: List[bytes] = []
+
+        async def read() -> None:
+            size = 0
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise ApiError(413, "too_large", f"request body over {limit} bytes")
+                chunks.append(chunk)
+        try:
+            await asyncio.wait_for(read(), self.limits.body_timeout_s)
+        except asyncio.TimeoutError:
+            raise ApiError(408, "body_timeout", f"the request body did not arrive within "
+                                                f"{self.limits.body_timeout_s:g} s") from None
+        return b"".join(chunks)
+
     async def _read(self, request: Request):
-        if int(request.headers.get("content-length") or 0) > self.limits.max_image_bytes + 2**16:
-            raise ApiError(413, "too_large", f"request body over {self.limits.max_image_bytes} bytes")
-        ctype = request.headers.get("content-type", "")
-        if ctype.startswith("multipart/form-data"):
-            form = await request.form()
-            upload = form.get("image")
-            if upload is None or isinstance(upload, str):
-                raise ApiError(422, "missing_image", "multipart field 'image' (a file) is required")
-            data = await upload.read(self.limits.max_image_bytes + 1)
-            return data, {k: v for k, v in form.items() if k != "image"}
-        if ctype.startswith("application/json"):
-            try:
-                raw = json.loads(await request.body())
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise ApiError(400, "malformed_json", f"the body is not valid JSON: {exc}") from None
-            if not isinstance(raw, dict):
-                raise ApiError(400, "malformed_json", "the JSON body must be an object")
-            encoded = raw.get("image_base64")
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype not in ("multipart/form-data", "application/json"):
+            raise ApiError(415, "unsupported_media_type", "send multipart/form-data or application/json")
+        body = await self._body(request)
+        if ctype == "application/json":
+            raw = parse_json_object(body)
+            encoded = raw.pop("image_base64", None)
             if not isinstance(encoded, str):
                 raise ApiError(422, "missing_image", "JSON field 'image_base64' (a base64 string) is required")
             try:
-                data = base64.b64decode(encoded, validate=True)
+                return base64.b64decode(encoded, validate=True), raw
             except ValueError:
                 raise ApiError(422, "invalid_image", "image_base64 is not valid base64") from None
-            return data, {k: v for k, v in raw.items() if k != "image_base64"}
-        raise ApiError(415, "unsupported_media_type", "send multipart/form-data or application/json")
 
-    def _image(self, data: bytes, size: int) -> np.ndarray:
-        from lfdm.data.images_in import ImageError, decode_image, image_tensor
+        async def replay():                                        # the capped body, for the form parser
+            return {"type": "http.request", "body": body, "more_body": False}
+        try:
+            form = await Request(request.scope, replay).form(max_files=1, max_fields=16)
+        except Exception as exc:                                   # malformed multipart of any kind
+            raise ApiError(400, "malformed_multipart", f"the multipart body cannot be parsed: {exc}"[:300]) from None
+        upload = form.get("image")
+        if upload is None or isinstance(upload, str):
+            raise ApiError(422, "missing_image", "multipart field 'image' (a file) is required")
+        data = await upload.read(self.limits.max_image_bytes + 1)
+        raw = {k: v for k, v in form.multi_items() if k != "image"}
+        if len(raw) != len([k for k, _ in form.multi_items() if k != "image"]):
+            raise ApiError(422, "invalid_parameter", "each parameter may be given once")
+        return data, raw
+
+    async def _decode(self, data: bytes) -> np.ndarray:
+        """Decode and letterbox off the event loop, on a bounded pool; a full pool answers 503."""
         if len(data) > self.limits.max_image_bytes:
             raise ApiError(413, "too_large", f"image over {self.limits.max_image_bytes} bytes")
+        if self.decoding >= self.limits.max_decoding:
+            raise saturated("image decoding")
+        self.decoding += 1
         try:
-            array = decode_image(data, "image", max_pixels=self.limits.max_pixels)
-        except ImageError as exc:
-            status, code = (413, "too_many_pixels") if "pixels" in str(exc) else (422, "invalid_image")
-            raise ApiError(status, code, str(exc)) from None
-        return image_tensor(array, size).numpy()
+            return await asyncio.get_running_loop().run_in_executor(self.decoder, self._image, data)
+        finally:
+            self.decoding -= 1
 
-    def _encode(self, result: Dict[str, Any], fmt: str, metadata: Dict[str, Any]):
-        from lfdm.io.outputs import encode
+    def _image(self, data: bytes) -> np.ndarray:
+        from lfdm.data.images_in import ImageError, decode_image, image_tensor
+        limits = self.limits
+        try:
+            array = decode_image(data, "image", max_pixels=limits.max_pixels, max_side=limits.max_side,
+                                 reduce_to=self.image_size)
+        except ImageError as exc:
+            raise ApiError(413, "too_many_pixels", str(exc)) if exc.too_large else \
+                ApiError(422, "invalid_image", str(exc)) from None
+        return image_tensor(array, self.image_size).numpy()
+
+    @staticmethod
+    def _encode(result: Dict[str, Any], fmt: str, metadata: Dict[str, Any]):
+        from lfdm.io.outputs import encode, npz_bytes
         frames = result["frames"]
         if fmt in ("mp4", "gif"):
             return encode(frames, fmt, fps=10.0), FORMATS[fmt]
         if fmt == "npz":
-            from lfdm.io.outputs import npz_bytes
             return npz_bytes(frames, result["flows"], result["occlusions"], metadata), FORMATS[fmt]
         from PIL import Image
         urls = []
@@ -235,11 +280,72 @@ class Ingress:
             urls.append("data:image/png;base64," + base64.b64encode(buf.getvalue()).decode())
         return urls, FORMATS[fmt]
 
+    def openapi(self) -> Dict[str, Any]:
+        """FastAPI's schema, with POST /v1/generate described by the request model that validates it."""
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            params = self.request.model_json_schema()
+            defs = params.pop("$defs", {})
+            multipart = {**params, "required": ["image"], "properties": {
+                "image": {"type": "string", "format": "binary", "description": "PNG, JPEG, WebP, BMP or GIF"},
+                **params["properties"]}}
+            as_json = {**params, "required": ["image_base64"], "properties": {
+                "image_base64": {"type": "string", "description": "base64 of the image file's bytes"},
+                **params["properties"]}}
+            error = {"type": "object", "required": ["error"], "properties": {"error": {
+                "type": "object", "required": ["code", "message"],
+                "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}}
+            errors = {"content": {"application/json": {"schema": error}}}
+            schema["paths"]["/v1/generate"]["post"].update({
+                "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": multipart},
+                                                              "application/json": {"schema": as_json}}},
+                "responses": {
+                    "200": {"description": "the video in the requested format; metadata in the X-LFDM-Metadata "
+                                           "header (JSON), or for format=json {metadata, frames: [PNG data URLs]}",
+                            "content": {media: {} for media in FORMATS.values()}},
+                    "400": {"description": "malformed body", **errors},
+                    "401": {"description": "missing or wrong bearer token", **errors},
+                    "408": {"description": "the body arrived too slowly", **errors},
+                    "413": {"description": "body or image over the limits", **errors},
+                    "415": {"description": "neither multipart/form-data nor application/json", **errors},
+                    "422": {"description": "a parameter or the image is invalid, out of range or too costly",
+                            **errors},
+                    "503": {"description": "saturated: retry after the Retry-After header's seconds", **errors}}})
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(defs)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
 
 def build_app(args: Dict[str, Any]):
-    """Application builder for ``serve run`` / ``serve deploy``: the checkpoint URI is the only required arg."""
+    """The application: ``checkpoint`` (required), ``max_batch_size``, ``batch_wait_timeout_s``, ``limits``
+    (serve.schema.Limits fields), ``auth`` (default true: the token comes from $LFDM_SERVE_TOKEN where this runs),
+    and ``generator_options`` / ``ingress_options`` (Serve deployment options, e.g. num_replicas)."""
+    from lfdm.checkpoint import read_info
+    known = {"checkpoint", "max_batch_size", "batch_wait_timeout_s", "limits", "auth", "generator_options",
+             "ingress_options"}
+    unknown = sorted(set(args) - known)
+    if unknown:
+        raise ValueError(f"unknown Serve app argument(s) {unknown}; accepted: {sorted(known)}")
     if not args.get("checkpoint"):
         raise ValueError("the Serve app needs args.checkpoint (a local path or s3:// URI of a full model)")
-    generator = Generator.bind(args["checkpoint"], int(args.get("max_batch_size", 8)),
-                               float(args.get("batch_wait_timeout_s", 0.05)))
-    return Ingress.bind(generator, args.get("limits"))
+    limit_names = {f.name for f in fields(Limits)}
+    bad = sorted(set(args.get("limits") or {}) - limit_names)
+    if bad:
+        raise ValueError(f"unknown limit(s) {bad}; accepted: {sorted(limit_names)}")
+    token_sha256 = None
+    if args.get("auth", True):
+        token = os.environ.get(TOKEN_ENV, "")
+        if not token:
+            raise ValueError(f"authentication is on and no token is set: set {TOKEN_ENV} where the app is built "
+                             f"(serve_config.yaml: runtime_env.env_vars), or set args.auth to false to serve "
+                             f"without authentication behind a gateway of your own")
+        token_sha256 = hashlib.sha256(token.encode()).hexdigest()
+    info = read_info(args["checkpoint"])
+    cfg = info.config
+    model = {"labels": list(info.labels), "image_size": cfg.data.image_size,
+             "defaults": {"sampler": cfg.sample.sampler, "steps": cfg.sample.steps, "guidance": cfg.sample.guidance,
+                          "frames": cfg.data.num_frames, "timesteps": cfg.diffusion.timesteps}}
+    generator = Generator.options(**(args.get("generator_options") or {})).bind(
+        args["checkpoint"], int(args.get("max_batch_size", 8)), float(args.get("batch_wait_timeout_s", 0.05)))
+    return Ingress.options(**(args.get("ingress_options") or {})).bind(
+        generator, model, dict(args.get("limits") or {}), token_sha256)

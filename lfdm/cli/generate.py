@@ -73,7 +73,8 @@ def _generate(args) -> int:
         raise CommandError(f"unknown label {args.label!r}; this model accepts: "
                            + ", ".join(repr(x) for x in pipe.labels))
     try:
-        image = image_tensor(decode_image(storage.read_bytes(args.image), args.image), pipe.config.data.image_size)
+        size = pipe.config.data.image_size
+        image = image_tensor(decode_image(storage.read_bytes(args.image), args.image, reduce_to=size), size)
     except (ImageError, FileNotFoundError) as exc:
         raise CommandError(str(exc)) from exc
     cfg = pipe.config.sample

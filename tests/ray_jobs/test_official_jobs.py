@@ -56,9 +56,10 @@ def test_generation_job_with_an_imported_checkpoint(ray_session, tmp_path, tiny_
     assert video.shape == (40, 128, 128, 3) and video.dtype == np.uint8
 
 
-def test_serve_app_with_an_imported_checkpoint(ray_session, imported):
+def test_serve_app_with_an_imported_checkpoint(ray_session, imported, monkeypatch):
     from ray import serve
-    from serve.app import build_app
+    from serve.app import TOKEN_ENV, build_app
+    monkeypatch.setenv(TOKEN_ENV, "official-test-token")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -68,6 +69,7 @@ def test_serve_app_with_an_imported_checkpoint(ray_session, imported):
         buf = io.BytesIO()
         Image.fromarray(np.random.default_rng(0).integers(0, 255, (96, 80, 3), dtype=np.uint8)).save(buf, "PNG")
         r = httpx.post(f"http://127.0.0.1:{port}/v1/generate", timeout=300, files={"image": ("x.png", buf.getvalue())},
+                       headers={"Authorization": "Bearer official-test-token"},
                        data={"label": "surprise", "sampler": "ddim", "steps": "1", "frames": "4", "format": "npz"})
         assert r.status_code == 200, r.text
         frames = np.load(io.BytesIO(r.content))["frames"]
