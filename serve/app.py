@@ -49,6 +49,7 @@ class Generator:
         from lfdm.pipelines.image_to_video import ImageToVideoPipeline
         self.device = str(pick_device())
         self.pipe = ImageToVideoPipeline.load(checkpoint, device=self.device)
+        self.replica = serve.get_replica_context().replica_id.unique_id      # which replica served a request
         self.generate.set_max_batch_size(max_batch_size)
         self.generate.set_batch_wait_timeout_s(batch_wait_timeout_s)
 
@@ -79,7 +80,7 @@ class Generator:
             for j, i in enumerate(idx):
                 results[i] = {"frames": frames_uint8(out.frames[j]), "flows": out.flows[j].cpu().numpy(),
                               "occlusions": out.occlusions[j, 0].cpu().numpy(), "generate_seconds": seconds,
-                              "batch_size": len(idx)}
+                              "batch_size": len(idx), "replica": self.replica}
         return results
 
 
@@ -179,7 +180,8 @@ class Ingress:
         info = await self.info()
         metadata = {"label": params.label, "seed": params.seed, "sampler": params.sampler, "steps": params.steps,
                     "guidance": params.guidance, "frames": params.frames, "format": params.format,
-                    "checkpoint_hash": info["checkpoint_hash"], "batch_size": result["batch_size"]}
+                    "checkpoint_hash": info["checkpoint_hash"], "batch_size": result["batch_size"],
+                    "replica": result["replica"]}
         body, media = await asyncio.get_running_loop().run_in_executor(
             self.decoder, self._encode, result, params.format, metadata)
         metadata["timing"] = {"generate_seconds": round(result["generate_seconds"], 4),
@@ -316,22 +318,30 @@ class Ingress:
         return app.openapi_schema
 
 
-def build_app(args: Dict[str, Any]):
-    """The application: ``checkpoint`` (required), ``max_batch_size``, ``batch_wait_timeout_s``, ``limits``
-    (serve.schema.Limits fields), ``auth`` (default true: the token comes from $LFDM_SERVE_TOKEN where this runs),
-    and ``generator_options`` / ``ingress_options`` (Serve deployment options, e.g. num_replicas)."""
-    from lfdm.checkpoint import read_info
-    known = {"checkpoint", "max_batch_size", "batch_wait_timeout_s", "limits", "auth", "generator_options",
-             "ingress_options"}
-    unknown = sorted(set(args) - known)
+APP_ARGS = ("checkpoint", "max_batch_size", "batch_wait_timeout_s", "limits", "auth", "generator_options",
+            "ingress_options")
+
+
+def check_app_args(args: Dict[str, Any]) -> None:
+    """Errors that name what is wrong in the app's args (serve_config.yaml ``args:``), before anything starts."""
+    unknown = sorted(set(args) - set(APP_ARGS))
     if unknown:
-        raise ValueError(f"unknown Serve app argument(s) {unknown}; accepted: {sorted(known)}")
+        raise ValueError(f"unknown Serve app argument(s) {unknown}; accepted: {list(APP_ARGS)}")
     if not args.get("checkpoint"):
         raise ValueError("the Serve app needs args.checkpoint (a local path or s3:// URI of a full model)")
     limit_names = {f.name for f in fields(Limits)}
     bad = sorted(set(args.get("limits") or {}) - limit_names)
     if bad:
         raise ValueError(f"unknown limit(s) {bad}; accepted: {sorted(limit_names)}")
+    Limits(**(args.get("limits") or {}))
+
+
+def build_app(args: Dict[str, Any]):
+    """The application: ``checkpoint`` (required), ``max_batch_size``, ``batch_wait_timeout_s``, ``limits``
+    (serve.schema.Limits fields), ``auth`` (default true: the token comes from $LFDM_SERVE_TOKEN where this runs),
+    and ``generator_options`` / ``ingress_options`` (Serve deployment options, e.g. num_replicas)."""
+    from lfdm.checkpoint import read_info
+    check_app_args(args)
     token_sha256 = None
     if args.get("auth", True):
         token = os.environ.get(TOKEN_ENV, "")
