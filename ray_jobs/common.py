@@ -48,7 +48,9 @@ class TrainJob(Job):
     flows: Optional[str] = None         # stage 2: its flow cache
     num_workers: int = 1
     resources_per_worker: Dict[str, float] = field(default_factory=lambda: {"CPU": 1.0})
-    max_failures: int = 0
+    max_failures: int = 0               # restarts from the last checkpoint after a worker fails
+    placement_timeout_s: float = 600.0  # how long to wait for the workers' resources (a lost node), per attempt
+    placement_retries: int = 1          # attempts after the first; then the job fails naming what is missing
     fail_at_step: Optional[int] = None  # fault injection (tests): one worker raises once at this step
 
     def model_config(self) -> LFDMConfig:

@@ -11,6 +11,7 @@ OUTPUT/NAME/model.
 from __future__ import annotations
 
 import contextlib
+import os
 import tempfile
 from typing import Callable, Dict, Iterator, Optional
 
@@ -82,10 +83,24 @@ def train_loop_per_worker(config: dict) -> None:
               log=lambda line: print(f"[{job.name}] {line}", flush=True))
 
 
+class PlacementError(RuntimeError):
+    """The training workers could not be placed: the resources they ask for are not in the cluster."""
+
+
 def fit(job: TrainJob, build_stage: BuildStage, stage_name: str, extra: Optional[dict] = None):
-    """Run ``build_stage``'s training on Ray Train; returns the Ray Result."""
+    """Run ``build_stage``'s training on Ray Train; returns the Ray Result.
+
+    Placement is bounded: when the workers' resources are missing (a node lost and not replaced), Ray Train waits
+    ``placement_timeout_s`` per attempt and tries ``placement_retries`` more times, then this raises a
+    PlacementError naming what is missing; the run stays resumable from its last checkpoint. There is no elastic
+    restart on fewer workers: the global batch is the preset's whatever the worker count (each worker takes its
+    share of a step-seeded global batch), so a rerun with fewer ``num_workers`` is defined and resumes, but it is a
+    decision for the operator, not something done behind their back."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
+    # The driver's values of these reach Ray Train's controller and workers, on any cluster.
+    os.environ["RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"] = str(job.placement_timeout_s)
+    os.environ["RAY_TRAIN_ENABLE_PRINT_PATCH"] = "0"          # on, every worker line prints twice
     init_ray(job.address)
     cfg = job.model_config()
     path, fs = ray_storage(job.output)
@@ -96,11 +111,32 @@ def fit(job: TrainJob, build_stage: BuildStage, stage_name: str, extra: Optional
         scaling_config=ScalingConfig(num_workers=job.num_workers, use_gpu=job.use_gpu,
                                      resources_per_worker=dict(job.resources_per_worker)),
         run_config=RunConfig(name=job.name, storage_path=path, storage_filesystem=fs,
-                             failure_config=FailureConfig(max_failures=job.max_failures),
+                             failure_config=FailureConfig(max_failures=job.max_failures,
+                                                          controller_failure_limit=job.placement_retries),
                              checkpoint_config=CheckpointConfig(
                                  num_to_keep=getattr(cfg.train, stage_name).keep_checkpoints)),
     )
-    result = trainer.fit()
-    if result.error is not None:
-        raise result.error
+    try:
+        result = trainer.fit()
+    except Exception as exc:
+        raise _placement_error(job, exc) or exc
+    error = result.error
+    if error is not None:
+        raise _placement_error(job, error) or error
     return result
+
+
+def _placement_error(job: TrainJob, error: BaseException) -> Optional[PlacementError]:
+    import ray
+    causes = {type(e).__name__ for e in (error, getattr(error, "controller_failure", None), error.__cause__) if e}
+    if not causes & {"WorkerGroupStartupTimeoutError", "InsufficientClusterResourcesError"} \
+            and "startup timed out" not in str(error):
+        return None
+    wanted = {k: v * job.num_workers for k, v in job.resources_per_worker.items()}
+    if job.use_gpu:
+        wanted["GPU"] = wanted.get("GPU", 0) or job.num_workers
+    return PlacementError(
+        f"{job.name}: could not place {job.num_workers} training workers (together {wanted}) within "
+        f"{job.placement_timeout_s:g} s, {job.placement_retries + 1} attempt(s); the cluster has "
+        f"{ {k: v for k, v in ray.available_resources().items() if k in wanted} } free now. Bring the nodes back "
+        f"and rerun with the same name: it resumes from {job.run_uri}'s last checkpoint.")

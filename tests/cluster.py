@@ -2,6 +2,12 @@
 --block` process in its own session, with its own explicit ports outside the ephemeral range (so two clusters,
 or this one and the session's embedded Ray, never collide), all on loopback. Stopping it stops only what it
 started (every process of its temp dir); `ray stop` would stop every Ray instance on the host.
+
+Loopback for several nodes on one machine: `ray start` turns 127.0.0.1 (as node address and as the head's address)
+into the machine's routable address, and Ray binds its servers to all interfaces unless the node address is the
+loopback one. The nodes are therefore started through ``START`` below, which runs Ray's own CLI with that one
+rewrite disabled, so every node keeps 127.0.0.1 and every server binds to it; drivers and tools connect with
+``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` (``self.env``), which keeps their address on loopback as well.
 """
 from __future__ import annotations
 
@@ -19,6 +25,9 @@ from tests.ray_fixtures import RAY_TEST_ENV, kill_ray_cluster
 
 BIN = os.path.dirname(sys.executable)
 PORT_RANGE = (20000, 31000)          # below Linux's ephemeral range (32768-60999)
+START = [sys.executable, "-c", "import sys, ray._private.services as services; "
+         "services.resolve_ip_for_localhost = lambda host: host; "     # keep 127.0.0.1 as given
+         "from ray.scripts.scripts import main; sys.argv = ['ray'] + sys.argv[1:]; main()", "start"]
 
 
 def free_ports(count: int) -> List[int]:
@@ -68,14 +77,15 @@ class LocalCluster:
     def _start(self, role_args: List[str], cpus: float, resources: Dict[str, float]) -> subprocess.Popen:
         node, objects, client, agent, agent_grpc, runtime_env, metrics = free_ports(7)
         workers = free_port_block(40)
-        args = [os.path.join(BIN, "ray"), "start", "--block", *role_args, "--node-ip-address=127.0.0.1",
+        args = [*START, "--block", *role_args, "--node-ip-address=127.0.0.1",
                 f"--num-cpus={cpus}", f"--resources={json.dumps(resources)}",
                 f"--node-manager-port={node}", f"--object-manager-port={objects}",
                 f"--ray-client-server-port={client}", f"--dashboard-agent-listen-port={agent}",
                 f"--dashboard-agent-grpc-port={agent_grpc}", f"--runtime-env-agent-port={runtime_env}",
                 f"--metrics-export-port={metrics}", f"--min-worker-port={workers}",
                 f"--max-worker-port={workers + 39}", "--object-store-memory=150000000", "--disable-usage-stats"]
-        return subprocess.Popen(args, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        node_env = {k: v for k, v in self.env.items() if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}   # several nodes
+        return subprocess.Popen(args, env=node_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 start_new_session=True)
 
     def add_worker(self, name: str, cpus: float = 1) -> None:

@@ -11,14 +11,17 @@ import contextlib
 import io
 import os
 import posixpath
+import re
 import shutil
 import tempfile
+import time
 import uuid
 from typing import IO, Iterator, List, Optional, Tuple
 
 import pyarrow.fs as pafs
 
 S3_SCHEME = "s3://"
+TEMP_NAME = re.compile(r"\..+\.tmp-[0-9a-f]{8}")        # atomic_write's temporary files
 
 
 def is_s3(uri: str) -> bool:
@@ -152,6 +155,27 @@ def write_bytes(uri: str, data: bytes) -> None:
 
 def write_text(uri: str, text: str) -> None:
     write_bytes(uri, text.encode("utf-8"))
+
+
+def remove_stale_temp_files(uri: str, older_than_s: float) -> int:
+    """Delete the temporary files of atomic writes (``.NAME.tmp-XXXXXXXX``) in the local folder ``uri`` last
+    modified more than ``older_than_s`` ago: what a writer killed between writing and renaming left. Returns how
+    many. S3 writes leave no temporary object (a single upload appears whole or not at all): nothing to do there."""
+    if is_s3(uri):
+        return 0
+    folder = os.path.abspath(os.path.expanduser(uri))
+    if not os.path.isdir(folder):
+        return 0
+    cutoff, removed = time.time() - older_than_s, 0
+    for name in os.listdir(folder):
+        path = os.path.join(folder, name)
+        if TEMP_NAME.fullmatch(name) and os.path.getmtime(path) < cutoff:
+            try:
+                os.remove(path)
+                removed += 1
+            except FileNotFoundError:
+                pass
+    return removed
 
 
 def append_text(uri: str, text: str) -> None:

@@ -177,6 +177,8 @@ def evaluate(run_uri: str, manifest_uri: str, settings: EvaluationSettings, make
     ev = settings
     if not ev.generated:
         raise RunError("an evaluation run needs evaluation.generated (a generation run)")
+    for folder in (run_uri, cache_dir):                      # what killed writers of earlier attempts left
+        storage.remove_stale_temp_files(folder, older_than_s=60)
     gen_items = generated_items(ev.generated)
     present = [i for i in gen_items if not i["missing"]]
     if not present:

@@ -7,7 +7,10 @@ Layout of RUN:
   occlusions), as ``formats`` asks; each written atomically.
 - ``meta/ID.json``: the plan row plus output URIs and timing, written last: the video is done.
 - ``generated.parquet``: every meta row, gathered when all are done.
-Per-video seeds make every video independent of batch size, worker count and retries.
+Per-video seeds and batches fixed by the plan make every video the same, bit for bit, whatever worker makes it and
+however often the run is killed and resumed (on the same hardware and library versions: other GPUs or kernel
+libraries may round differently). Temporary files that a killed writer left behind are swept when a run starts
+and when it ends.
 """
 from __future__ import annotations
 
@@ -78,24 +81,45 @@ def prepare(run_uri: str, manifest_uri: str, settings: GenerationSettings) -> Li
     rows = [asdict(r) for r in plan_generation(
         read_manifest(manifest_uri), g.num_videos, split=g.split, run_seed=g.seed, sampler=sampler, steps=steps,
         guidance=guidance, eta=eta, checkpoint_hash=weights_hash(g.checkpoint), labels=info.labels,
-        stochastic=g.stochastic)]
+        stochastic=g.stochastic, batch_size=g.batch_size)]
     plan_uri = storage.join(run_uri, PLAN)
     if storage.exists(plan_uri):
-        if storage.read_parquet(plan_uri).to_pylist() != rows:
-            raise RunError(f"{run_uri} holds a generation run with another plan (other checkpoint, settings or "
-                           f"data); choose another run name")
+        old = storage.read_parquet(plan_uri).to_pylist()
+        if old != rows:
+            differ = sorted({k for a, b in zip(old, rows) for k in a if a.get(k) != b.get(k)}
+                            | ({"num_videos"} if len(old) != len(rows) else set()))
+            raise RunError(f"{run_uri} holds a generation run with another plan (differs in {differ}); "
+                           f"choose another run name")
     else:
         storage.write_parquet(pa.Table.from_pylist(rows), plan_uri)
+    sweep(run_uri)
     return rows
+
+
+def sweep(run_uri: str) -> int:
+    """Remove the temporary files a killed writer left in videos/ and meta/; returns how many. Only files older
+    than a minute are taken, so a writer that is alive (another process finishing a batch) keeps its own."""
+    return sum(storage.remove_stale_temp_files(storage.join(run_uri, folder), older_than_s=60)
+               for folder in ("videos", "meta"))
 
 
 def done_ids(run_uri: str) -> set:
     return {storage.basename(u)[:-5] for u in storage.listdir(storage.join(run_uri, "meta")) if u.endswith(".json")}
 
 
-def to_do(run_uri: str, plan: Sequence[dict]) -> List[dict]:
+def to_do(run_uri: str, plan: Sequence[dict]) -> List[List[dict]]:
+    """The plan's batches that still miss a video, whole: their finished videos are sampled again with them (and
+    not written again), so every video comes from its planned batch."""
     done = done_ids(run_uri)
-    return [r for r in plan if r["video_id"] not in done]
+    return [rows for rows in planned_batches(plan) if any(r["video_id"] not in done for r in rows)]
+
+
+def planned_batches(plan: Sequence[dict]) -> List[List[dict]]:
+    """The plan's rows grouped by their ``batch``, in order."""
+    batches: Dict[int, List[dict]] = {}
+    for row in plan:
+        batches.setdefault(int(row["batch"]), []).append(row)
+    return [rows for _, rows in sorted(batches.items())]
 
 
 def generate_rows(pipe: ImageToVideoPipeline, records: Dict[str, VideoRecord],
@@ -123,11 +147,15 @@ class VideoGenerator:
         self.run_uri, self.formats, self.fps = run_uri, tuple(formats), fps
 
     def __call__(self, rows: Sequence[dict]) -> float:
-        """Writes every row's outputs, then its meta file; returns the seconds per video."""
+        """Samples one planned batch; writes the outputs, then the meta file, of each video not done yet; returns
+        the seconds per video."""
         start = time.time()
         _, out = generate_rows(self.pipe, self.records, rows)
         seconds = (time.time() - start) / len(rows)
+        done = done_ids(self.run_uri)
         for i, row in enumerate(rows):
+            if row["video_id"] in done:
+                continue
             frames = frames_uint8(out.frames[i])                                  # (K, H, W, 3) uint8
             uris = {fmt: video_uri(self.run_uri, row["video_id"], fmt) for fmt in self.formats}
             for fmt, uri in uris.items():
@@ -162,19 +190,18 @@ def gather(run_uri: str) -> pa.Table:
     return table
 
 
-def batches_of(rows: Sequence[dict], size: int) -> List[List[dict]]:
-    return [list(rows[i:i + size]) for i in range(0, len(rows), size)]
-
-
 def generate_local(run_uri: str, manifest_uri: str, settings: GenerationSettings, device: torch.device,
                    log: Callable[[str], None] = print) -> pa.Table:
     """The whole run in this process (``lfdm generate run``); a rerun resumes."""
     plan = prepare(run_uri, manifest_uri, settings)
     todo = to_do(run_uri, plan)
-    log(f"generation {run_uri}: {len(plan)} videos planned, {len(plan) - len(todo)} done, {len(todo)} to do")
+    missing = len(plan) - len(done_ids(run_uri))
+    log(f"generation {run_uri}: {len(plan)} videos planned, {len(plan) - missing} done, {missing} to do")
     if todo:
         generator = VideoGenerator(settings.checkpoint, manifest_uri, run_uri, settings.formats, settings.fps, device)
-        for n, rows in enumerate(batches_of(todo, settings.batch_size), 1):
+        for rows in todo:
             seconds = generator(rows)
-            log(f"  batch {n}: {len(rows)} videos, {seconds:.2f} s/video")
-    return gather(run_uri)
+            log(f"  batch {rows[0]['batch']}: {len(rows)} videos, {seconds:.2f} s/video")
+    table = gather(run_uri)
+    sweep(run_uri)
+    return table

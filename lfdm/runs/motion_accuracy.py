@@ -16,7 +16,7 @@ from lfdm.data.synthetic import CLASSES
 from lfdm.io.outputs import frames_uint8
 from lfdm.metrics.accuracy import per_class_accuracy
 from lfdm.pipelines.image_to_video import ImageToVideoPipeline
-from lfdm.runs.generation import batches_of, generate_rows
+from lfdm.runs.generation import generate_rows, planned_batches
 from lfdm.runs.plan import plan_generation
 
 
@@ -29,10 +29,10 @@ def evaluate_motion(pipe: ImageToVideoPipeline, manifest_uri: str, *, num_videos
     s = pipe.config.sample
     plan = [asdict(r) for r in plan_generation(manifest, num_videos, split=split, run_seed=seed, sampler=s.sampler,
                                                steps=s.steps, guidance=s.guidance, eta=s.eta, checkpoint_hash="",
-                                               labels=list(pipe.labels))]
+                                               labels=list(pipe.labels), batch_size=batch)]
     records = manifest.by_id()
     predicted, expected = [], []
-    for rows in tqdm(batches_of(plan, batch), desc="generate + classify", unit="batch", disable=not progress):
+    for rows in tqdm(planned_batches(plan), desc="generate + classify", unit="batch", disable=not progress):
         _, out = generate_rows(pipe, records, rows)
         predicted += [classify(frames_uint8(frames)) for frames in out.frames]
         expected += [row["label_index"] for row in rows]

@@ -30,11 +30,15 @@ class GenerationRow:
     guidance: float
     eta: float
     checkpoint_hash: str
+    batch: int                    # the pipeline call that makes it: batches are fixed by the plan
 
 
 def plan_generation(manifest: Manifest, num_videos: int, *, split: str, run_seed: int, sampler: str, steps: int,
                     guidance: float, eta: float, checkpoint_hash: str, labels: Optional[List[str]] = None,
-                    stochastic: bool = False) -> List[GenerationRow]:
+                    stochastic: bool = False, batch_size: int = 1) -> List[GenerationRow]:
+    """``batch_size`` consecutive videos share a pipeline call (``batch``): whoever generates a video, and however
+    often a run is resumed, it is sampled in the same batch, so the output is the same bit for bit (batched kernels
+    may round differently for other batch compositions)."""
     source = manifest.split(split)
     if not source.records:
         raise ValueError(f"no videos in split {split!r} to take source frames from")
@@ -52,5 +56,5 @@ def plan_generation(manifest: Manifest, num_videos: int, *, split: str, run_seed
             video_id=video_id, source_video_id=record.video_id, source_uri=record.uri, source_frame=0,
             label=None if stochastic else label, label_index=-1 if stochastic else classes.index(label),
             subject=subject, seed=derive_seed(run_seed, video_id), sampler=sampler, steps=steps,
-            guidance=guidance, eta=eta, checkpoint_hash=checkpoint_hash))
+            guidance=guidance, eta=eta, checkpoint_hash=checkpoint_hash, batch=i // batch_size))
     return rows

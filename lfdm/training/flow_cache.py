@@ -157,6 +157,7 @@ def prepare_cache(lfae_uri: str, manifest_uri: str, out_uri: str, shard_size: in
             raise FlowCacheError(f"{out_uri} holds a flow cache of another auto-encoder or manifest "
                                  f"({ {k: old.get(k) for k in keys} }); choose another --out")
     write_meta(out_uri, meta)
+    storage.remove_stale_temp_files(storage.join(out_uri, "shards"), older_than_s=60)   # left by killed writers
     return records, shard_plan(records, shard_size), meta
 
 
