@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint venv i3d-weights clean-venv
+.PHONY: demo test test-fast lint browser venv i3d-weights clean-venv
 
 venv: $(STAMP)
 
@@ -19,8 +19,8 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -q -e ".[ray,text,dev]"
 	touch $(STAMP)
 
-# everything CI runs: the linter, then every test (Ray and slow ones included)
-test: lint
+# everything CI runs: the linter, then every test (Ray and slow ones included, the browser tests too)
+test: lint browser
 	$(BIN)/python -m pytest -q
 
 # no Ray, nothing slow: a few minutes
@@ -29,6 +29,15 @@ test-fast: lint
 
 lint: venv
 	$(BIN)/ruff check .
+
+# Debian's Chromium for the browser tests (Playwright drives it; nothing is downloaded from a browser CDN).
+# Installed where this runs as root with apt-get; elsewhere the browser tests say why they are skipped.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends chromium >/dev/null; }; \
+	  else echo "chromium is not installed and cannot be installed here (needs root and apt-get): browser tests will be skipped"; fi; }
 
 demo: venv
 	$(BIN)/lfdm demo

@@ -1,9 +1,15 @@
 """The Serve application. ``build_app(args)`` (import path ``serve.app:build_app``) is its one composition
 root: serve_config.yaml, ``lfdm serve`` (embedded or ``--address``) and the tests all start it through it.
 
-POST /v1/generate   image (multipart upload or base64 JSON) + label -> video + metadata
-GET  /v1/labels     the labels this model accepts, the defaults and the limits
-GET  /healthz       liveness of the ingress and the generator (no token needed)
+POST /v1/generate            image (multipart upload or base64 JSON) + label -> video + metadata (synchronous)
+POST /v1/jobs                the same parameters -> a job id at once (202); the video is made in the background
+GET  /v1/jobs/{id}           status, progress (sampler step i of N, then decoding, encoding), result files
+GET  /v1/jobs/{id}/events    the same as Server-Sent Events, until the job ends
+GET  /v1/jobs/{id}/{file}    video.mp4, video.gif, video.npz, flow.gif, occlusion.gif of a finished job
+DELETE /v1/jobs/{id}         cancel: the sampler stops at its next step and frees its batch slot
+GET  /v1/labels              the labels this model accepts, the defaults and the limits
+GET  /                       a web page for all of it (one static file, nothing loaded from elsewhere)
+GET  /healthz                liveness of the ingress and the generator (no token needed)
 The checkpoint is fixed by the deployment's config: nothing a client sends names a file or a model.
 Authentication is on unless the operator turns it off (``args.auth: false``): a bearer token whose SHA-256
 the ingress keeps (never the token itself), compared in constant time.
@@ -17,7 +23,7 @@ import io
 import json
 import os
 import time
-from collections import defaultdict
+import secrets
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, fields
 from typing import Any, Dict, List, Optional
@@ -26,62 +32,25 @@ import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from ray import serve
 from ray.serve.exceptions import BackPressureError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from serve.generator import RETRY_AFTER_S, Generator
+from serve.jobs import TERMINAL, JobBoard
 from serve.schema import FORMATS, ApiError, Limits, parse_json_object, request_model, validate_params
 
 TOKEN_ENV = "LFDM_SERVE_TOKEN"
-RETRY_AFTER_S = 2   # saturation: every 503 carries Retry-After
 REALM = 'Bearer realm="lfdm"'
+PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "page", "index.html")
+def sse(kind: str, data: Dict[str, Any]) -> str:
+    """One Server-Sent Event."""
+    return f"event: {kind}\ndata: {json.dumps(data)}\n\n"
 
 
-@serve.deployment(name="generator", max_ongoing_requests=16, max_queued_requests=32, health_check_period_s=10,
-                  backpressure_config={"status_code": 503, "retry_after_s": RETRY_AFTER_S})
-class Generator:
-    """Holds the pipeline on its device; compatible requests (same sampler, steps, guidance, frames) of a
-    batch run as one pipeline call. Per-request seeds keep every video independent of its batch."""
-
-    def __init__(self, checkpoint: str, max_batch_size: int = 8, batch_wait_timeout_s: float = 0.05):
-        from lfdm.device import pick_device
-        from lfdm.pipelines.image_to_video import ImageToVideoPipeline
-        self.device = str(pick_device())
-        self.pipe = ImageToVideoPipeline.load(checkpoint, device=self.device)
-        self.replica = serve.get_replica_context().replica_id.unique_id      # which replica served a request
-        self.generate.set_max_batch_size(max_batch_size)
-        self.generate.set_batch_wait_timeout_s(batch_wait_timeout_s)
-
-    def info(self) -> Dict[str, Any]:
-        return {"checkpoint_hash": self.pipe.checkpoint_hash, "device": self.device}
-
-    def check_health(self) -> None:
-        if self.pipe is None:
-            raise RuntimeError("pipeline not loaded")
-
-    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.05)
-    async def generate(self, requests: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
-        return await asyncio.to_thread(self._run, requests)
-
-    def _run(self, requests: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
-        import torch
-        from lfdm.io.outputs import frames_uint8
-        groups = defaultdict(list)
-        for i, r in enumerate(requests):
-            groups[(r["sampler"], r["steps"], r["guidance"], r["frames"])].append(i)
-        results: List[Dict[str, Any]] = [{} for _ in requests]
-        for (sampler, steps, guidance, frames), idx in groups.items():
-            start = time.time()
-            images = torch.stack([torch.tensor(requests[i]["image"]) for i in idx])   # object-store arrays are read-only
-            out = self.pipe(images, [requests[i]["label"] for i in idx], seeds=[requests[i]["seed"] for i in idx],
-                            sampler=sampler, steps=steps, guidance=guidance, num_frames=frames)
-            seconds = time.time() - start
-            for j, i in enumerate(idx):
-                results[i] = {"frames": frames_uint8(out.frames[j]), "flows": out.flows[j].cpu().numpy(),
-                              "occlusions": out.occlusions[j, 0].cpu().numpy(), "generate_seconds": seconds,
-                              "batch_size": len(idx), "replica": self.replica}
-        return results
+JOB_FILES = {"video.mp4": "video/mp4", "video.gif": "image/gif", "video.npz": "application/octet-stream",
+             "flow.gif": "image/gif", "occlusion.gif": "image/gif"}
 
 
 app = FastAPI(title="LFDM image-to-video sampler", version="1", description=__doc__)
@@ -123,8 +92,8 @@ async def _unexpected(request: Request, exc: Exception):
                   backpressure_config={"status_code": 503, "retry_after_s": RETRY_AFTER_S})
 @serve.ingress(app)
 class Ingress:
-    def __init__(self, generator, model: Dict[str, Any], limits: Dict[str, Any], token_sha256: Optional[str]):
-        self.generator = generator
+    def __init__(self, generator, board, model: Dict[str, Any], limits: Dict[str, Any], token_sha256: Optional[str]):
+        self.generator, self.board = generator, board
         self.labels, self.defaults, self.image_size = model["labels"], model["defaults"], model["image_size"]
         self.limits = Limits(**limits)
         self.request = request_model(self.labels, self.defaults, self.limits)
@@ -133,6 +102,9 @@ class Ingress:
         self.decoding = 0
         self.in_flight = 0
         self._info = None
+        self.jobs: set = set()                     # background tasks of the jobs this replica started
+        with open(PAGE, encoding="utf-8") as f:
+            self.page = f.read()
         app.openapi = self.openapi
 
     async def info(self) -> Dict[str, Any]:
@@ -140,13 +112,21 @@ class Ingress:
             self._info = await self.generator.info.remote()
         return self._info
 
-    def _authorise(self, request: Request) -> None:
+    def _authorise(self, request: Request) -> str:
+        """The caller's identity: the SHA-256 of its bearer token ("" with authentication off)."""
         if self.token_sha256 is None:
-            return
+            return ""
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         given = hashlib.sha256(token.strip().encode()).hexdigest() if scheme.lower() == "bearer" else ""
         if not hmac.compare_digest(given, self.token_sha256):
             raise ApiError(401, "unauthorized", "missing or wrong bearer token", {"WWW-Authenticate": REALM})
+        return given
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def page_(self):
+        return HTMLResponse(self.page, headers={"Content-Security-Policy": "default-src 'self'; "
+                                                "img-src 'self' blob: data:; media-src 'self' blob:; "
+                                                "style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'"})
 
     @app.get("/healthz")
     async def healthz(self):
@@ -158,30 +138,41 @@ class Ingress:
         self._authorise(request)
         return {"labels": self.labels, "defaults": self.defaults, "limits": asdict(self.limits)}
 
-    @app.post("/v1/generate")
-    async def generate(self, request: Request):
-        start = time.time()
-        self._authorise(request)
+    async def _prepare(self, request: Request):
+        """(params, letterboxed image) of a generation request: read, validated, decoded."""
         image_bytes, raw = await self._read(request)
         params = validate_params(raw, self.request, self.defaults, self.limits)
-        image = await self._decode(image_bytes)
+        return params, await self._decode(image_bytes)
+
+    async def _sample(self, params, image: np.ndarray, job: Optional[str] = None) -> Dict[str, Any]:
         if self.in_flight >= self.limits.max_in_flight:
             raise saturated("the sampler")
         self.in_flight += 1
         try:
-            result = await self.generator.generate.remote({"image": image, "label": params.label, "seed": params.seed,
-                                                           "sampler": params.sampler, "steps": params.steps,
-                                                           "guidance": params.guidance, "frames": params.frames})
+            return await self.generator.generate.remote({"image": image, "label": params.label, "seed": params.seed,
+                                                         "sampler": params.sampler, "steps": params.steps,
+                                                         "guidance": params.guidance, "frames": params.frames,
+                                                         "job": job})
         except BackPressureError:
             raise saturated("the sampler") from None
         finally:
             self.in_flight -= 1
-        encode_start = time.time()
+
+    async def _metadata(self, params, result: Dict[str, Any]) -> Dict[str, Any]:
         info = await self.info()
-        metadata = {"label": params.label, "seed": params.seed, "sampler": params.sampler, "steps": params.steps,
-                    "guidance": params.guidance, "frames": params.frames, "format": params.format,
-                    "checkpoint_hash": info["checkpoint_hash"], "batch_size": result["batch_size"],
-                    "replica": result["replica"]}
+        return {"label": params.label, "seed": params.seed, "sampler": params.sampler, "steps": params.steps,
+                "guidance": params.guidance, "frames": params.frames, "format": params.format,
+                "checkpoint_hash": info["checkpoint_hash"], "batch_size": result["batch_size"],
+                "replica": result["replica"]}
+
+    @app.post("/v1/generate")
+    async def generate(self, request: Request):
+        start = time.time()
+        self._authorise(request)
+        params, image = await self._prepare(request)
+        result = await self._sample(params, image)
+        encode_start = time.time()
+        metadata = await self._metadata(params, result)
         body, media = await asyncio.get_running_loop().run_in_executor(
             self.decoder, self._encode, result, params.format, metadata)
         metadata["timing"] = {"generate_seconds": round(result["generate_seconds"], 4),
@@ -190,6 +181,101 @@ class Ingress:
         if params.format == "json":
             return JSONResponse({"metadata": metadata, "frames": body})
         return Response(content=body, media_type=media, headers={"X-LFDM-Metadata": json.dumps(metadata)})
+
+    # ------------------------------------------------------------------ the asynchronous jobs API
+    @app.post("/v1/jobs", status_code=202)
+    async def create_job(self, request: Request):
+        owner = self._authorise(request)
+        params, image = await self._prepare(request)
+        job_id = secrets.token_urlsafe(18)
+        public = {k: getattr(params, k) for k in ("label", "sampler", "steps", "guidance", "seed", "frames")}
+        if not await self.board.create.remote(job_id, owner, public):
+            raise saturated("the job queue")
+        task = asyncio.get_running_loop().create_task(self._run_job(job_id, params, image))
+        self.jobs.add(task)
+        task.add_done_callback(self.jobs.discard)
+        return JSONResponse({"id": job_id, "status": "queued", "links": self._links(job_id)}, status_code=202)
+
+    async def _run_job(self, job_id: str, params, image: np.ndarray) -> None:
+        try:
+            result = await self._sample(params, image, job=job_id)
+            if result.get("cancelled") or not await self.board.encoding.remote(job_id):
+                return
+            metadata = await self._metadata(params, result)
+            files = await asyncio.get_running_loop().run_in_executor(self.decoder, self._job_files, result, metadata)
+            await self.board.finish.remote(job_id, files, metadata)
+        except ApiError as exc:
+            await self.board.fail.remote(job_id, exc.code, exc.message)
+        except Exception as exc:                              # the job says it failed; the server stays up
+            await self.board.fail.remote(job_id, "internal_error", f"{type(exc).__name__}: generation failed")
+
+    @staticmethod
+    def _links(job_id: str) -> Dict[str, str]:
+        base = f"v1/jobs/{job_id}"
+        return {"status": base, "events": f"{base}/events", **{name: f"{base}/{name}" for name in JOB_FILES}}
+
+    async def _job(self, job_id: str, owner: str) -> Dict[str, Any]:
+        state = await self.board.get.remote(job_id, owner)
+        if state is None:
+            raise ApiError(404, "unknown_job", f"no job {job_id[:40]!r} for this token (unknown, or expired)")
+        return state
+
+    @app.get("/v1/jobs/{job_id}")
+    async def get_job(self, job_id: str, request: Request):
+        state = await self._job(job_id, self._authorise(request))
+        return {**state, "links": self._links(job_id)}
+
+    @app.delete("/v1/jobs/{job_id}")
+    async def cancel_job(self, job_id: str, request: Request):
+        status = await self.board.cancel.remote(job_id, self._authorise(request))
+        if status is None:
+            raise ApiError(404, "unknown_job", f"no job {job_id[:40]!r} for this token (unknown, or expired)")
+        return {"id": job_id, "status": status}
+
+    @app.get("/v1/jobs/{job_id}/events")
+    async def job_events(self, job_id: str, request: Request):
+        owner = self._authorise(request)
+        await self._job(job_id, owner)                         # 404 before the stream starts
+        return StreamingResponse(self._events(job_id, owner, request), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    async def _events(self, job_id: str, owner: str, request: Request):
+        """An SSE event each time the job's status or progress changes, until it ends (a method, not a closure:
+        Serve ships this class by value, and a closure would not carry the module's names)."""
+        last, deadline = None, time.time() + self.limits.events_max_s
+        while time.time() < deadline:
+            state = await self.board.get.remote(job_id, owner)
+            if state is None:
+                yield sse("failed", {"id": job_id, "status": "failed",
+                                     "error": {"code": "unknown_job", "message": "the job expired"}})
+                return
+            snapshot = (state["status"], state["progress"])
+            if snapshot != last:
+                last = snapshot
+                yield sse(state["status"], {**state, "links": self._links(job_id)})
+            if state["status"] in TERMINAL or await request.is_disconnected():
+                return
+            await asyncio.sleep(0.2)
+
+    @app.get("/v1/jobs/{job_id}/{name}")
+    async def job_file(self, job_id: str, name: str, request: Request):
+        owner = self._authorise(request)
+        if name not in JOB_FILES:
+            raise ApiError(404, "not_found", f"a job's files are {list(JOB_FILES)}")
+        data = await self.board.file.remote(job_id, owner, name)
+        if data is None:
+            state = await self._job(job_id, owner)
+            raise ApiError(409, "not_ready", f"job {job_id} is {state['status']}; its files exist once it is done")
+        return Response(content=data, media_type=JOB_FILES[name],
+                        headers={"Content-Disposition": f'attachment; filename="{job_id[:12]}-{name}"'})
+
+    def _job_files(self, result: Dict[str, Any], metadata: Dict[str, Any]) -> Dict[str, bytes]:
+        from lfdm.io.outputs import encode, flow_frames, npz_bytes, occlusion_frames
+        frames, size = result["frames"], result["frames"].shape[1]
+        return {"video.mp4": encode(frames, "mp4", fps=10.0), "video.gif": encode(frames, "gif", fps=10.0),
+                "video.npz": npz_bytes(frames, result["flows"], result["occlusions"], metadata),
+                "flow.gif": encode(flow_frames(result["flows"], size), "gif", fps=10.0),
+                "occlusion.gif": encode(occlusion_frames(result["occlusions"], size), "gif", fps=10.0)}
 
     async def _body(self, request: Request) -> bytes:
         """The request body, at most max_body_bytes (chunked bodies included) within body_timeout_s."""
@@ -355,7 +441,9 @@ def build_app(args: Dict[str, Any]):
     model = {"labels": list(info.labels), "image_size": cfg.data.image_size,
              "defaults": {"sampler": cfg.sample.sampler, "steps": cfg.sample.steps, "guidance": cfg.sample.guidance,
                           "frames": cfg.data.num_frames, "timesteps": cfg.diffusion.timesteps}}
+    limits = Limits(**(args.get("limits") or {}))
+    board = JobBoard.bind(limits.job_ttl_s, limits.job_max_bytes, limits.job_max_active)
     generator = Generator.options(**(args.get("generator_options") or {})).bind(
-        args["checkpoint"], int(args.get("max_batch_size", 8)), float(args.get("batch_wait_timeout_s", 0.05)))
+        args["checkpoint"], int(args.get("max_batch_size", 8)), float(args.get("batch_wait_timeout_s", 0.05)), board)
     return Ingress.options(**(args.get("ingress_options") or {})).bind(
-        generator, model, dict(args.get("limits") or {}), token_sha256)
+        generator, board, model, dict(args.get("limits") or {}), token_sha256)

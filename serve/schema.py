@@ -34,6 +34,10 @@ class Limits:
     body_timeout_s: float = 30.0         # the whole request body must arrive within this time; else 408
     decode_workers: int = 2              # threads that decode and resize images, off the event loop
     max_decoding: int = 8                # images decoding or waiting for a decode thread; more -> 503
+    job_ttl_s: float = 600.0             # a finished job's files are kept this long
+    job_max_bytes: int = 256 * 2**20     # and while all finished jobs' files fit in this (the oldest go first)
+    job_max_active: int = 64             # jobs queued or running at once; more -> 503
+    events_max_s: float = 3600.0         # an event stream ends after this long, whatever the job does
 
     @property
     def max_body_bytes(self) -> int:

@@ -20,18 +20,27 @@ def frames_uint8(frames: torch.Tensor) -> np.ndarray:
     return to_uint8(frames.permute(1, 2, 3, 0))
 
 
+def flow_frames(flows, size: int) -> np.ndarray:
+    """flows (K, h, w, 2) sampling grids -> (K, size, size, 3) uint8 in the Middlebury colour wheel (nearest)."""
+    colour = torch.from_numpy(grid_flow_to_color(np.asarray(_numpy(flows), np.float32), max_radius=None))
+    colour = F.interpolate(colour.permute(0, 3, 1, 2).float(), size=(size, size), mode="nearest")
+    return colour.byte().permute(0, 2, 3, 1).numpy()
+
+
+def occlusion_frames(occlusions, size: int) -> np.ndarray:
+    """occlusions (K, h, w) in [0, 1] (1 = visible) -> (K, size, size, 3) uint8 grey (bilinear)."""
+    occ = torch.as_tensor(np.asarray(_numpy(occlusions), np.float32))[:, None]
+    occ = F.interpolate(occ, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 1)
+    return to_uint8(occ.repeat(1, 3, 1, 1).permute(0, 2, 3, 1))
+
+
 def strip_frames(source: torch.Tensor, frames: torch.Tensor, flows: torch.Tensor,
                  occlusions: torch.Tensor) -> np.ndarray:
     """source (3, H, W), frames (3, K, H, W), flows (K, h, w, 2), occlusions (1, K, h, w) -> (K, H, 4W, 3)."""
     k, size = frames.shape[1], frames.shape[-1]
     video = frames_uint8(frames)
     src = np.repeat(frames_uint8(source[:, None]), k, axis=0)
-    colour = torch.from_numpy(grid_flow_to_color(flows.float().cpu().numpy(), max_radius=None)).permute(0, 3, 1, 2)
-    colour = F.interpolate(colour.float(), size=(size, size), mode="nearest").byte().permute(0, 2, 3, 1).numpy()
-    occ = F.interpolate(occlusions.float().cpu().permute(1, 0, 2, 3), size=(size, size), mode="bilinear",
-                        align_corners=False).clamp(0, 1)
-    occ = to_uint8(occ.repeat(1, 3, 1, 1).permute(0, 2, 3, 1))
-    return np.concatenate([src, video, colour, occ], axis=2)
+    return np.concatenate([src, video, flow_frames(flows, size), occlusion_frames(occlusions[0], size)], axis=2)
 
 
 def encode(frames: np.ndarray, fmt: str, fps: float) -> bytes:
