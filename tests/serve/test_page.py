@@ -6,7 +6,6 @@ the API's error; cancel works. A screenshot of the finished page is written (LFD
 test's temporary folder)."""
 from __future__ import annotations
 
-import io
 import os
 import shutil
 import socket
