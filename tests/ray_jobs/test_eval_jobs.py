@@ -10,14 +10,10 @@ import time
 
 import numpy as np
 import pytest
-import torch
 
 from lfdm.io import storage
-from lfdm.models.autoencoder import LatentFlowAutoencoder
-from lfdm.models.unet3d import UNet3D
-from lfdm.presets import get_preset
-from lfdm.pipelines.image_to_video import ImageToVideoPipeline
 from tests.ray_jobs.conftest import RAY_TEST_ENV, kill_ray_cluster
+from tests.support import save_tiny_model
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -26,12 +22,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory, tiny_dataset):
     _, manifest = tiny_dataset
-    torch.manual_seed(0)
-    cfg = get_preset("tiny")
-    uri = str(tmp_path_factory.mktemp("model") / "lfdm")
-    ImageToVideoPipeline(cfg, LatentFlowAutoencoder(cfg.autoencoder), UNet3D(cfg.unet), list(manifest.classes),
-                         torch.randn(len(manifest.classes), 384)).save(uri)
-    return uri
+    return save_tiny_model(str(tmp_path_factory.mktemp("model") / "lfdm"), manifest.classes)
 
 
 @pytest.fixture(scope="module")

@@ -16,11 +16,8 @@ import torch
 
 from lfdm import checkpoint as ckpt
 from lfdm.io import storage
-from lfdm.models.autoencoder import LatentFlowAutoencoder
-from lfdm.models.unet3d import UNet3D
-from lfdm.pipelines.image_to_video import ImageToVideoPipeline
-from lfdm.presets import get_preset
 from tests.cluster import LocalCluster
+from tests.support import save_tiny_model
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -73,12 +70,7 @@ def replace_a_worker(cluster: LocalCluster) -> None:
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory, tiny_dataset):
     _, manifest = tiny_dataset
-    torch.manual_seed(0)
-    cfg = get_preset("tiny")
-    uri = str(tmp_path_factory.mktemp("mn_model") / "lfdm")
-    ImageToVideoPipeline(cfg, LatentFlowAutoencoder(cfg.autoencoder), UNet3D(cfg.unet), list(manifest.classes),
-                         torch.randn(len(manifest.classes), 384)).save(uri)
-    return uri
+    return save_tiny_model(str(tmp_path_factory.mktemp("mn_model") / "lfdm"), manifest.classes)
 
 
 def test_generation_survives_a_lost_node_and_a_killed_driver_bit_for_bit(tmp_path, tiny_dataset, tiny_model, cluster):

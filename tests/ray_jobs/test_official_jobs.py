@@ -5,7 +5,6 @@ import dataclasses
 import io
 import json
 import os
-import socket
 
 import httpx
 import numpy as np
@@ -20,6 +19,7 @@ from lfdm.data.manifest import Manifest, write_manifest
 from lfdm.io import storage
 from lfdm.runs.generation import GenerationSettings
 from tests import official_parity as P
+from tests.support import free_port
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -60,9 +60,7 @@ def test_serve_app_with_an_imported_checkpoint(ray_session, imported, monkeypatc
     from ray import serve
     from serve.app import TOKEN_ENV, build_app
     monkeypatch.setenv(TOKEN_ENV, "official-test-token")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     try:
         serve.run(build_app({"checkpoint": imported}), name="official", route_prefix="/")

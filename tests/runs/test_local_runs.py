@@ -13,7 +13,7 @@ from lfdm.io import storage
 from lfdm.models.autoencoder import LatentFlowAutoencoder
 from lfdm.models.unet3d import UNet3D
 from lfdm.pipelines.image_to_video import ImageToVideoPipeline
-from lfdm.presets import get_preset
+from tests.support import save_tiny_model
 
 pytestmark = pytest.mark.slow
 
@@ -21,12 +21,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory, tiny_dataset):
     _, manifest = tiny_dataset
-    torch.manual_seed(0)
-    cfg = get_preset("tiny")
-    uri = str(tmp_path_factory.mktemp("model") / "lfdm")
-    ImageToVideoPipeline(cfg, LatentFlowAutoencoder(cfg.autoencoder), UNet3D(cfg.unet), list(manifest.classes),
-                         torch.randn(len(manifest.classes), 384)).save(uri)
-    return uri
+    return save_tiny_model(str(tmp_path_factory.mktemp("model") / "lfdm"), manifest.classes)
 
 
 def test_generate_run_resumes_refuses_other_settings_and_evaluates(tmp_path, tiny_dataset, tiny_model, capsys):

@@ -19,16 +19,12 @@ import time
 import httpx
 import numpy as np
 import pytest
-import torch
 import yaml
 from PIL import Image
 
 from benchmarks.serve_load import ReplicaWatcher, run_load
-from lfdm.models.autoencoder import LatentFlowAutoencoder
-from lfdm.models.unet3d import UNet3D
-from lfdm.pipelines.image_to_video import ImageToVideoPipeline
-from lfdm.presets import get_preset
 from tests.cluster import BIN, LocalCluster, free_ports
+from tests.support import save_tiny_model
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -37,11 +33,7 @@ LABELS = ["move left", "zoom in", "stay still"]
 
 
 def test_replicas_scale_up_under_load_back_down_and_from_zero(tmp_path, ray_tmpdir):
-    cfg = get_preset("tiny", {"sample.sampler": "ddim", "sample.steps": 20})
-    checkpoint = str(tmp_path / "model")
-    torch.manual_seed(0)
-    ImageToVideoPipeline(cfg, LatentFlowAutoencoder(cfg.autoencoder), UNet3D(cfg.unet), LABELS,
-                         torch.randn(3, 384)).save(checkpoint)
+    checkpoint = save_tiny_model(str(tmp_path / "model"), LABELS, {"sample.sampler": "ddim", "sample.steps": 20})
     image = tmp_path / "x.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(image)
 

@@ -5,19 +5,14 @@ from __future__ import annotations
 import io
 import json
 import os
-import socket
 import time
 
 import httpx
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from lfdm.models.autoencoder import LatentFlowAutoencoder
-from lfdm.models.unet3d import UNet3D
-from lfdm.pipelines.image_to_video import ImageToVideoPipeline
-from lfdm.presets import get_preset
+from tests.support import free_port, save_tiny_model
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 LABELS = ["move left", "zoom in", "stay still"]
@@ -38,14 +33,8 @@ def server(ray_session, tmp_path_factory):
     two active jobs at most."""
     from ray import serve
     from serve.app import TOKEN_ENV, build_app
-    torch.manual_seed(0)
-    cfg = get_preset("tiny", {"sample.sampler": "ddim", "sample.steps": 10})
-    uri = str(tmp_path_factory.mktemp("jobs") / "model")
-    ImageToVideoPipeline(cfg, LatentFlowAutoencoder(cfg.autoencoder), UNet3D(cfg.unet), LABELS,
-                         torch.randn(3, 384)).save(uri)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    uri = save_tiny_model(str(tmp_path_factory.mktemp("jobs") / "model"), LABELS, {"sample.sampler": "ddim", "sample.steps": 10})
+    port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     small = {"ray_actor_options": {"num_cpus": 0.25}}
     limits = {"max_steps": 250, "max_frames": 16, "max_cost": 250 * 16}

@@ -8,17 +8,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from lfdm.models.autoencoder import LatentFlowAutoencoder
-from lfdm.models.unet3d import UNet3D
-from lfdm.pipelines.image_to_video import ImageToVideoPipeline
-from lfdm.presets import get_preset
+from tests.support import free_port, save_tiny_model
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [pytest.mark.ray, pytest.mark.slow,
@@ -34,14 +29,8 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "-
 def server(ray_session, tmp_path_factory):
     from ray import serve
     from serve.app import TOKEN_ENV, build_app
-    torch.manual_seed(0)
-    cfg = get_preset("tiny", {"sample.sampler": "ddim", "sample.steps": 30})
-    uri = str(tmp_path_factory.mktemp("page") / "model")
-    ImageToVideoPipeline(cfg, LatentFlowAutoencoder(cfg.autoencoder), UNet3D(cfg.unet), LABELS,
-                         torch.randn(3, 384)).save(uri)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    uri = save_tiny_model(str(tmp_path_factory.mktemp("page") / "model"), LABELS, {"sample.sampler": "ddim", "sample.steps": 30})
+    port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     previous = os.environ.get(TOKEN_ENV)
     os.environ[TOKEN_ENV] = TOKEN

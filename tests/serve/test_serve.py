@@ -11,13 +11,9 @@ import time
 import httpx
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from lfdm.models.autoencoder import LatentFlowAutoencoder
-from lfdm.models.unet3d import UNet3D
-from lfdm.presets import get_preset
-from lfdm.pipelines.image_to_video import ImageToVideoPipeline
+from tests.support import free_port, save_tiny_model
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 LABELS = ["move left", "zoom in", "stay still"]
@@ -39,14 +35,8 @@ def server(ray_session, tmp_path_factory):
     "open" (auth explicitly off), "fuzz" (limits that keep any valid request cheap)."""
     from ray import serve
     from serve.app import TOKEN_ENV, build_app
-    torch.manual_seed(0)
-    cfg = get_preset("tiny", {"sample.sampler": "ddim", "sample.steps": 3})
-    uri = str(tmp_path_factory.mktemp("serve") / "model")
-    ImageToVideoPipeline(cfg, LatentFlowAutoencoder(cfg.autoencoder), UNet3D(cfg.unet), LABELS,
-                         torch.randn(3, 384)).save(uri)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    uri = save_tiny_model(str(tmp_path_factory.mktemp("serve") / "model"), LABELS, {"sample.sampler": "ddim", "sample.steps": 3})
+    port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port, "keep_alive_timeout_s": KEEP_ALIVE_S})
     small = {"ray_actor_options": {"num_cpus": 0.25}}
     limits = {"max_image_bytes": 200_000, "max_pixels": 300 * 300, "max_side": 1000, "max_steps": 20,

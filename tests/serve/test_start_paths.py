@@ -13,21 +13,16 @@ import os
 import re
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
 
 import httpx
 import pytest
-import torch
 import yaml
 
-from lfdm.models.autoencoder import LatentFlowAutoencoder
-from lfdm.models.unet3d import UNet3D
-from lfdm.pipelines.image_to_video import ImageToVideoPipeline
-from lfdm.presets import get_preset
 from tests.ray_fixtures import RAY_TEST_ENV, kill_ray_cluster
+from tests.support import free_port, save_tiny_model
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -37,17 +32,8 @@ LABELS = ["move left", "zoom in", "stay still"]
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    cfg = get_preset("tiny", {"sample.sampler": "ddim", "sample.steps": 2})
-    uri = str(tmp_path_factory.mktemp("start") / "model")
-    ImageToVideoPipeline(cfg, LatentFlowAutoencoder(cfg.autoencoder), UNet3D(cfg.unet), LABELS,
-                         torch.randn(3, 384)).save(uri)
-    return uri
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return save_tiny_model(str(tmp_path_factory.mktemp("start") / "model"), LABELS,
+                           {"sample.sampler": "ddim", "sample.steps": 2})
 
 
 def base_env(ray_tmpdir: str, ray_auth: bool = False) -> dict:
