@@ -15,6 +15,7 @@ from lfdm.io import storage
 from lfdm.presets import get_preset
 from lfdm.runs.evaluation import EvaluationSettings
 from lfdm.runs.generation import GenerationSettings
+from ray_jobs.worker_setup import quiet_ray_internals
 
 
 @dataclass(frozen=True)
@@ -153,27 +154,11 @@ def init_ray(address: Optional[str] = None) -> None:
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS")
-    runtime_env = {"worker_process_setup_hook": quiet_ray_internals}
+    runtime_env = {"worker_process_setup_hook": quiet_ray_internals}     # imports neither torch nor lfdm
     if address and address != "local":
         ray.init(address=address, runtime_env=runtime_env)
         return
     ray.init(runtime_env=runtime_env, **prepare_embedded_ray())
-
-
-def quiet_ray_internals() -> None:
-    """Worker setup hook: drop two Ray Train V2 messages that drown the job's own progress lines.
-
-    "Reporting training result ..." (INFO, every ``ray.train.report``) repeats our metrics line, and
-    "Failed to query Ray Train Controller actor state" (WARNING, every few seconds) only means the
-    State API is absent because the embedded instance runs without the dashboard. The hook runs in every
-    worker process, Ray Data and Serve ones too, so it names the two loggers instead of importing Ray
-    Train (0.7 s of CPU per process): Ray 2.60 names one by its file path, the other by its module.
-    """
-    import logging
-    import ray
-    execution = os.path.join(os.path.dirname(ray.__file__), "train", "v2", "_internal", "execution")
-    logging.getLogger(os.path.join(execution, "context.py")).setLevel(logging.WARNING)
-    logging.getLogger("ray.train.v2._internal.execution.controller.placement_group_cleaner").setLevel(logging.ERROR)
 
 
 def ray_storage(uri: str):

@@ -1,5 +1,6 @@
 """The embedded Ray of the jobs and `make demo` (ray_jobs.common.init_ray) listens on 127.0.0.1 only, with Ray's
-token authentication on (its token kept out of $HOME for the test)."""
+token authentication on (its token kept out of $HOME for the test), and its workers get the thread count Ray
+gives them."""
 from __future__ import annotations
 
 import json
@@ -22,6 +23,12 @@ from ray_jobs.common import init_ray
 init_ray(None)                                     # Ray is imported before init_ray, as in every job
 import ray.data
 ray.data.range(8).map_batches(lambda b: b, batch_size=4).take_all()     # Data workers running
+
+@ray.remote(num_cpus=1)
+def torch_threads():
+    import torch
+    return torch.get_num_threads()
+threads = ray.get(torch_threads.remote())
 me = psutil.Process()
 tmp = sys.argv[1]
 procs = {me.pid: me}
@@ -37,7 +44,7 @@ for p in procs.values():
         out += [[c.laddr.ip, c.laddr.port, p.name()] for c in p.net_connections(kind="inet") if c.status == "LISTEN"]
     except Exception:
         pass
-print(json.dumps(out))
+print(json.dumps({"sockets": out, "torch_threads": threads}))
 """
 
 
@@ -49,8 +56,12 @@ def test_jobs_embedded_ray_listens_on_loopback_only(ray_tmpdir):
         result = subprocess.run([sys.executable, "-c", "import ray\n" + PROBE, tmp], cwd=ROOT, env=env,
                                 capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr[-3000:]
-        sockets = json.loads(result.stdout.strip().splitlines()[-1])
+        probe = json.loads(result.stdout.strip().splitlines()[-1])
+        sockets = probe["sockets"]
         assert len(sockets) >= 4, sockets
+        # a 1-CPU task gets one torch thread: nothing (a worker setup hook above all) imported torch before Ray
+        # set the worker's thread count (2 threads per worker on 2 cores made training 6-15x slower)
+        assert probe["torch_threads"] == 1
         assert all(is_loopback(ip) for ip, _, _ in sockets), [s for s in sockets if not is_loopback(s[0])]
     finally:
         kill_ray_cluster(tmp)
