@@ -23,19 +23,50 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def job(module: str, cluster: LocalCluster, *sets: str, wait: bool = True):
+class Driver:
+    """A job driver in the background, its output in a file (a pipe nobody reads while the test waits would
+    fill and block the driver)."""
+
+    def __init__(self, args, env, log_path: str):
+        self.log_path = log_path
+        with open(log_path, "wb") as log:
+            self.proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+
+    def output(self) -> str:
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self) -> None:
+        if self.running():
+            os.killpg(self.proc.pid, 9)
+        self.proc.wait(30)
+
+    def finish(self, timeout: float) -> int:
+        """The exit status; past ``timeout`` the driver is killed and the test fails with what it printed."""
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            pytest.fail(f"the driver did not end within {timeout:.0f} s; it printed:\n{self.output()[-6000:]}")
+
+
+def job(module: str, cluster: LocalCluster, *sets: str, wait: bool = True, log: str = ""):
     args = [sys.executable, "-m", f"ray_jobs.{module}", "--set", f"address={cluster.address}", *sets]
     if wait:
         return subprocess.run(args, cwd=ROOT, env=cluster.env, capture_output=True, text=True, timeout=900)
-    return subprocess.Popen(args, cwd=ROOT, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
+    return Driver(args, cluster.env, log)
 
 
-def wait_until(predicate, proc=None, timeout: float = 300) -> None:
+def wait_until(predicate, driver: Driver = None, timeout: float = 300) -> None:
     deadline = time.time() + timeout
     while not predicate():
-        assert time.time() < deadline, "timed out"
-        assert proc is None or proc.poll() is None, (proc.stdout.read() if proc.stdout else "")[-3000:]
+        assert time.time() < deadline, "timed out" + (f"; the driver printed:\n{driver.output()[-3000:]}"
+                                                      if driver else "")
+        assert driver is None or driver.running(), driver.output()[-3000:]
         time.sleep(0.2)
 
 
@@ -84,14 +115,12 @@ def test_generation_survives_a_lost_node_and_a_killed_driver_bit_for_bit(tmp_pat
     run = os.path.join(out, "faulty")
     meta, videos = os.path.join(run, "meta"), os.path.join(run, "videos")
     # 1. a worker node SIGKILLed while actors generate on it; a replacement node joins
-    driver = job("generate", cluster, "name=faulty", *common, wait=False)
+    driver = job("generate", cluster, "name=faulty", *common, wait=False, log=str(tmp_path / "driver.log"))
     wait_until(lambda: len(files(meta)) >= 3, driver)
     replace_a_worker(cluster)
     # 2. then the driver SIGKILLed; what it was writing is left behind
-    wait_until(lambda: len(files(meta)) >= 7 or driver.poll() is not None, timeout=600)
-    if driver.poll() is None:
-        os.killpg(driver.pid, 9)
-    driver.wait(30)
+    wait_until(lambda: len(files(meta)) >= 7 or not driver.running(), timeout=600)
+    driver.kill()
     stale = os.path.join(videos, ".gen000099.npy.tmp-0123abcd")     # as a writer killed before its rename
     open(stale, "wb").write(b"partial")
     os.utime(stale, (time.time() - 3600, time.time() - 3600))
@@ -131,11 +160,12 @@ def test_flow_precompute_and_evaluation_with_a_node_killed_equal_undisturbed(tmp
               f"flows={flows['flows_ref']}", "shard_size=2", "actors=2")
     assert ref.returncode == 0, ref.stdout[-3000:] + ref.stderr[-3000:]
     driver = job("precompute_flows", cluster, f"output={out}", "name=ff", data, f"lfae={lfae}",
-                 f"flows={flows['flows_faulty']}", "shard_size=2", "actors=2", wait=False)
+                 f"flows={flows['flows_faulty']}", "shard_size=2", "actors=2", wait=False,
+                 log=str(tmp_path / "flows.log"))
     shards = os.path.join(flows["flows_faulty"], "shards")
     wait_until(lambda: len(files(shards)) >= 2, driver)
     replace_a_worker(cluster)
-    assert driver.wait(600) == 0, driver.stdout.read()[-3000:]
+    assert driver.finish(600) == 0, driver.output()[-3000:]
     assert files(shards) == files(os.path.join(flows["flows_ref"], "shards"))
     for name in files(shards):
         a, b = (np.load(os.path.join(f, "shards", name)) for f in flows.values())
@@ -151,10 +181,10 @@ def test_flow_precompute_and_evaluation_with_a_node_killed_equal_undisturbed(tmp
     ref = job("evaluate", cluster, "name=eval_ref", *evaluation, f"evaluation.feature_cache={out}/cache_ref")
     assert ref.returncode == 0, ref.stdout[-3000:] + ref.stderr[-3000:]
     driver = job("evaluate", cluster, "name=eval_faulty", *evaluation, f"evaluation.feature_cache={out}/cache_f",
-                 wait=False)
+                 wait=False, log=str(tmp_path / "eval.log"))
     time.sleep(8)                                            # actors extracting features
     replace_a_worker(cluster)
-    assert driver.wait(600) == 0, driver.stdout.read()[-3000:]
+    assert driver.finish(600) == 0, driver.output()[-3000:]
     a, b = (storage.read_parquet(os.path.join(out, name, "features.parquet")).to_pylist()
             for name in ("eval_ref", "eval_faulty"))
     assert [r["video_id"] for r in a] == [r["video_id"] for r in b] and len(a) == len({r["video_id"] for r in a})
@@ -172,16 +202,17 @@ def test_stage2_training_resumes_after_a_lost_node_and_fails_clearly_without_one
         precompute_local(lfae, manifest, flows, progress=False)
     out = str(tmp_path / "runs")
     common = [f"output={out}", "preset=tiny", f"lfae={lfae}", f"flows={flows}", "num_workers=2",
-              "resources_per_worker={CPU: 1, worker_node: 1}", "max_failures=2"]
+              "resources_per_worker={CPU: 1, worker_node: 1}", "max_failures=2", "placement_timeout_s=180"]
     steps = ["--override", "train.dm.steps=8", "train.dm.checkpoint_every=2", "train.dm.keep_checkpoints=null"]
     clean = job("train_dm", cluster, "name=clean", *common, *steps)
     assert clean.returncode == 0, clean.stdout[-3000:] + clean.stderr[-3000:]
     run = os.path.join(out, "faulty")
-    driver = job("train_dm", cluster, "name=faulty", *common, *steps, wait=False)
+    driver = job("train_dm", cluster, "name=faulty", *common, *steps, wait=False, log=str(tmp_path / "train.log"))
     wait_until(lambda: os.path.exists(os.path.join(run, "step_0000004", "config.json")), driver, timeout=600)
     replace_a_worker(cluster)                                     # a worker node dies mid-run, and is replaced
-    output = driver.communicate(timeout=900)[0]
-    assert driver.returncode == 0, output[-3000:]
+    status = driver.finish(600)
+    output = driver.output()
+    assert status == 0, output[-3000:]
     assert "resuming stage 2 from step" in output
     a, b = ckpt.read_checkpoint(os.path.join(out, "clean", "model")), ckpt.read_checkpoint(os.path.join(run, "model"))
     assert a.extra["step"] == b.extra["step"] == 8

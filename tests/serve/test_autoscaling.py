@@ -37,7 +37,8 @@ def test_replicas_scale_up_under_load_back_down_and_from_zero(tmp_path, ray_tmpd
     image = tmp_path / "x.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(image)
 
-    port = free_ports(1)[0]
+    cluster = LocalCluster(ray_tmpdir(), head_cpus=4)
+    port = free_ports(1, cluster.taken)[0]
     with open(os.path.join(ROOT, "serve", "serve_config.yaml")) as f:
         config = yaml.safe_load(f)
     config["http_options"]["port"] = port
@@ -59,7 +60,6 @@ def test_replicas_scale_up_under_load_back_down_and_from_zero(tmp_path, ray_tmpd
     config["applications"] = [scaled, zero]
     (tmp_path / "serve_config.yaml").write_text(yaml.safe_dump(config))
 
-    cluster = LocalCluster(ray_tmpdir(), head_cpus=4)
     serve_run = watcher = zero_watcher = None
     try:
         serve_run = subprocess.Popen([os.path.join(BIN, "serve"), "run", str(tmp_path / "serve_config.yaml"),
