@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -19,23 +20,30 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def run_job(env, args, kill_when=None, timeout=420):
-    """python -m ray_jobs.train_lfae with its own embedded Ray; ``kill_when`` -> SIGKILL the whole cluster."""
+    """python -m ray_jobs.train_lfae with its own embedded Ray; ``kill_when`` -> SIGKILL the whole cluster. Its
+    output goes to a file: a pipe nobody reads while this waits could fill and block the driver."""
+    log = tempfile.TemporaryFile(mode="w+")
     proc = subprocess.Popen([sys.executable, "-m", "ray_jobs.train_lfae", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                            stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+    def output() -> str:
+        log.seek(0)
+        return log.read()
     deadline = time.time() + timeout
     try:
         while proc.poll() is None and time.time() < deadline:
             if kill_when is not None and kill_when():
                 kill_ray_cluster(env["RAY_TMPDIR"])            # driver, GCS, raylet, controller and workers
                 proc.wait(30)
-                return None, proc.stdout.read()
+                return None, output()
             time.sleep(0.5)
         if proc.poll() is None:
             raise TimeoutError("training job did not finish in time")
-        return proc.returncode, proc.stdout.read()
+        return proc.returncode, output()
     finally:
         if proc.poll() is None:
             kill_ray_cluster(env["RAY_TMPDIR"])
+        log.close()
 
 
 def test_s3_checkpoints_hard_kill_and_resume(s3_server, tmp_path, tiny_dataset, ray_tmpdir):
