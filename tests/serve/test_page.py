@@ -108,6 +108,21 @@ def test_cancel_stops_the_job(page, tmp_path):
     assert page.is_enabled("#generate") and not page.is_visible("#results")
 
 
+def open_chooser_with_enter(page, tries: int = 3):
+    """Enter on the focused drop zone, until Chromium reports the file chooser: its CDP event is known to be missed
+    now and then right after a page settles (microsoft/playwright#28023), so one miss is retried."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    for attempt in range(tries):
+        page.focus("#drop")
+        try:
+            with page.expect_file_chooser(timeout=10_000) as chooser:
+                page.keyboard.press("Enter")
+            return chooser.value
+        except PlaywrightTimeout:
+            if attempt == tries - 1:
+                raise
+
+
 def test_the_page_is_usable_by_keyboard(page, tmp_path):
     """Every control is reached with Tab and labelled; Enter on the drop zone opens the file chooser; Enter on
     Generate submits."""
@@ -120,10 +135,10 @@ def test_the_page_is_usable_by_keyboard(page, tmp_path):
     labelled = page.evaluate("[...document.querySelectorAll('input, select')].filter(e => e.type !== 'file')"
                              ".every(e => e.labels.length > 0 || e.getAttribute('aria-label'))")
     assert labelled and page.get_attribute("a[href='docs']", "href") == "docs"
-    page.focus("#drop")
-    with page.expect_file_chooser() as chooser:
-        page.keyboard.press("Enter")
-    chooser.value.set_files(image_file(tmp_path))
+    page.evaluate("window.picks = 0; document.getElementById('file').addEventListener('click', () => window.picks++)")
+    chooser = open_chooser_with_enter(page)
+    assert page.evaluate("window.picks") >= 1          # the page itself asked for the chooser, each time
+    chooser.set_files(image_file(tmp_path))
     page.fill("#steps", "5")
     page.focus("#generate")
     page.keyboard.press("Enter")
