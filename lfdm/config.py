@@ -55,6 +55,11 @@ class RegionPredictorConfig:
     scale_factor: float = 0.25
     pad: int = 3                         # 3 -> heatmaps 32x32 (MUG); 0 -> 26x26 (MHAD, NATOPS)
     pca: str = "closed_form"             # affine signs: closed_form (on device) | lapack (official, CPU SVD)
+    # "axis" (the paper): the affine knows a region's principal axis up to its sign, so a turn beyond
+    # +-90 deg reads as the opposite turn. "skew": the axis points towards the heatmap's heavier tail (its
+    # third moment) and the affine is a proper rotation, which follows turns up to +-180 deg; needs
+    # autoencoder.revert_axis_swap=false and pca=closed_form.
+    orientation: str = "axis"
 
 
 @dataclass(frozen=True)
@@ -159,6 +164,9 @@ class LfaeLossConfig:
     sigma_affine: float = 0.05
     sigma_tps: float = 0.005
     points_tps: int = 5
+    # Largest angle (degrees) of a uniformly random rotation composed with the equivariance transform; 0 in
+    # the paper, whose near-identity transform never shows the region predictor a turned frame.
+    equivariance_rotation: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -221,6 +229,7 @@ class LFDMConfig:
             ("data.clip_sampling", self.data.clip_sampling, CLIP_SAMPLING_MODES),
             ("unet.padding_mode", self.unet.padding_mode, ("zeros", "reflect")),
             ("autoencoder.region.pca", self.autoencoder.region.pca, ("closed_form", "lapack")),
+            ("autoencoder.region.orientation", self.autoencoder.region.orientation, ORIENTATIONS),
             ("diffusion.loss_weighting", self.diffusion.loss_weighting, ("uniform", "min_snr")),
             ("diffusion.prediction", self.diffusion.prediction, PREDICTIONS),
         ):
@@ -234,6 +243,10 @@ class LFDMConfig:
         for name, stage in (("lfae", self.train.lfae), ("dm", self.train.dm)):
             if stage.keep_checkpoints is not None and stage.keep_checkpoints < 1:
                 raise ConfigError(f"train.{name}.keep_checkpoints={stage.keep_checkpoints}; keep at least 1 (or null: all)")
+        ae = self.autoencoder
+        if ae.region.orientation == "skew" and (ae.revert_axis_swap or ae.region.pca != "closed_form"):
+            raise ConfigError("autoencoder.region.orientation='skew' orients the affine itself: it needs "
+                              "autoencoder.revert_axis_swap=false (which would undo it) and region.pca='closed_form'")
         size = self.data.image_size
         if size % 2 ** self.autoencoder.num_down_blocks:
             raise ConfigError(f"data.image_size={size} is not divisible by 2**num_down_blocks")
@@ -241,6 +254,7 @@ class LFDMConfig:
 
 
 CLIP_SAMPLING_MODES = ("uniform", "random", "very_random")
+ORIENTATIONS = ("axis", "skew")
 
 
 # ----------------------------------------------------------------------------- (de)serialisation

@@ -12,6 +12,12 @@ U is defined up to the sign of each column; two conventions (``region.pca``):
   agrees with "closed_form" on 91 %), so the only way to give an official model the official affines is to
   run the same routine. The dense flow does not depend on the signs (it uses A_src A_drv^-1 after
   ``revert_axis_swap``); the affines themselves, and what consumes them, do.
+
+Either way a region's axis is known only up to its sign, so A_src A_drv^-1 can express turns of at most
++-90 deg: a 110 deg turn reads as a 70 deg turn the other way. ``region.orientation = "skew"`` points u1
+towards the heatmap's heavier tail (positive third moment along the axis) and makes U a proper rotation
+[u1, R(90 deg) u1]; for any heatmap that is not point-symmetric the affine then turns with the region
+through +-180 deg (with ``revert_axis_swap`` off, which would fold it back).
 """
 from __future__ import annotations
 
@@ -30,7 +36,7 @@ from lfdm.models.warp import coordinate_grid
 COVARIANCE_FLOOR = 1e-6
 
 
-def region_params(heatmap: torch.Tensor, pca: str = "closed_form") -> Dict[str, torch.Tensor]:
+def region_params(heatmap: torch.Tensor, pca: str = "closed_form", orientation: str = "axis") -> Dict[str, torch.Tensor]:
     """heatmap (B, K, h, w), summing to 1 over space -> shift (B, K, 2), covar (B, K, 2, 2), affine."""
     _, _, h, w = heatmap.shape
     grid = coordinate_grid(h, w, heatmap.device, heatmap.dtype)             # (h, w, 2)
@@ -46,8 +52,20 @@ def region_params(heatmap: torch.Tensor, pca: str = "closed_form") -> Dict[str, 
         u, s = u.to(covar.device), s.to(covar.device)
     else:
         u, s = symmetric_eig2x2(covar)
+    if orientation == "skew":
+        u = orient_by_skew(u, centred, heatmap)
     affine = u * s.sqrt().unsqueeze(-2)                                      # U diag(sqrt S)
     return {"shift": shift, "covar": covar, "affine": affine, "heatmap": heatmap}
+
+
+def orient_by_skew(u: torch.Tensor, centred: torch.Tensor, heatmap: torch.Tensor) -> torch.Tensor:
+    """(B, K, 2, 2) axes (columns), (B, K, h, w, 2) offsets from the mean, (B, K, h, w) -> proper rotations."""
+    u1 = u[..., :, 0]                                                        # (B, K, 2)
+    along = (centred * u1[:, :, None, None, :]).sum(-1)                      # (B, K, h, w)
+    skew = (heatmap * along ** 3).sum(dim=(2, 3))                            # (B, K)
+    sign = torch.where(skew < 0, -1.0, 1.0).to(u.dtype)
+    cos, sin = sign * u1[..., 0], sign * u1[..., 1]
+    return torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)
 
 
 class RegionPredictor(nn.Module):
@@ -58,10 +76,10 @@ class RegionPredictor(nn.Module):
         self.regions = nn.Conv2d(self.predictor.out_filters, cfg.num_regions, kernel_size=7, padding=r.pad)
         self.down = downsample(cfg.num_channels, r.scale_factor)
         self.temperature = r.temperature
-        self.pca = r.pca
+        self.pca, self.orientation = r.pca, r.orientation
 
     def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
         logits = self.regions(self.predictor(self.down(x)))                  # (B, K, h, w)
         b, k, h, w = logits.shape
         heatmap = F.softmax(logits.float().view(b, k, -1) / self.temperature, dim=2).view(b, k, h, w)
-        return region_params(heatmap, self.pca)
+        return region_params(heatmap, self.pca, self.orientation)

@@ -1,7 +1,8 @@
 """Equivariance constraints of the region predictor (MRAA, Siarohin et al. 2021, Sec. 3.3).
 
 A random transform T = affine (sigma 0.05) + thin-plate spline (5x5 control points, sigma 0.005)
-warps the driving frame; regions predicted on the warped frame, mapped back through T, must match:
+warps the driving frame (optionally turned by a uniform random angle up to ``rotation`` radians, so the
+regions learn to turn with the image, not only to shift with it); regions predicted on the warped frame, mapped back through T, must match:
   shift:  10 * |mu - T(mu')|
   affine: 10 * |I - inv(A) J_T(mu') A'|   (sign-corrected like the sparse motions)
 The TPS kernel is U(r) = r^2 log r with the Euclidean r (the official code used the L1 distance,
@@ -20,10 +21,15 @@ from lfdm.models.warp import coordinate_grid
 
 class RandomTPS:
     def __init__(self, batch: int, sigma_affine: float, sigma_tps: float, points_tps: int,
-                 generator: torch.Generator | None = None, device=None):
+                 generator: torch.Generator | None = None, device=None, rotation: float = 0.0):
         gen_device = generator.device if generator is not None else None
         noise = torch.randn(batch, 2, 3, generator=generator, device=gen_device) * sigma_affine
         self.theta = (noise.to(device) + torch.eye(2, 3, device=device))                       # (B, 2, 3)
+        if rotation:   # drawn only when asked for, so the paper's random stream is unchanged
+            angle = (torch.rand(batch, generator=generator, device=gen_device) * 2 - 1).to(device) * rotation
+            cos, sin = torch.cos(angle), torch.sin(angle)
+            turn = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)  # (B, 2, 2)
+            self.theta = torch.cat([turn @ self.theta[:, :, :2], self.theta[:, :, 2:]], dim=-1)
         self.control_points = coordinate_grid(points_tps, points_tps, device).view(-1, 2)     # (P, 2)
         self.control_params = (torch.randn(batch, 1, points_tps ** 2, generator=generator, device=gen_device)
                                * sigma_tps).to(device)

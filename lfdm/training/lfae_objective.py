@@ -7,6 +7,7 @@ only the reconstruction loss trains the decoder.
 """
 from __future__ import annotations
 
+import math
 from typing import Dict
 
 import torch
@@ -52,7 +53,8 @@ class LfaeObjective(nn.Module):
         losses = {"reconstruction": self.reconstruction(out["prediction"], driving)}
         if not self.decoder_only and (cfg.equivariance_shift or cfg.equivariance_affine):
             transform = RandomTPS(driving.shape[0], cfg.sigma_affine, cfg.sigma_tps, cfg.points_tps,
-                                  generator=generator, device=driving.device)
+                                  generator=generator, device=driving.device,
+                                  rotation=math.radians(cfg.equivariance_rotation))
             transformed = model.region_predictor(transform.transform_frame(driving, model.cfg.align_corners))
             eq = equivariance_losses(out["driving_regions"], transformed, transform, model.cfg.revert_axis_swap)
             losses["equivariance_shift"] = cfg.equivariance_shift * eq["equivariance_shift"]
