@@ -75,6 +75,9 @@ class FlowPredictorConfig:
     max_features: int = 1024
     num_blocks: int = 5
     scale_factor: float = 0.25           # flow resolution = image_size * scale_factor = latent size
+    # Initial logit of the background in the motion mask (region logits start at 0): 3 starts the flow as the
+    # background motion (weight e^3 / (e^3 + K)); 0 starts every motion equally likely.
+    background_prior: float = 3.0
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """`make demo` / `lfdm demo`: the whole system end to end on an embedded local Ray and local disk.
 
-synthetic dataset -> stage 1 on Ray Train -> flow cache on Ray Data -> stage 2 on Ray Train ->
-generation on Ray Data -> I3D features (reference weights, fetched and verified) -> FVD / cFVD /
-sFVD / KVD and condition accuracy -> report.html. A second run reuses every finished stage.
+synthetic dataset -> stage 1 on Ray Train (+ its reconstruction and flow per class) -> flow cache on Ray
+Data -> stage 2 on Ray Train -> generation on Ray Data -> I3D features (reference weights, fetched and
+verified) -> FVD / cFVD / sFVD / KVD, calibrated against real-vs-real and static references, and condition
+accuracy -> report.html. A second run reuses every finished stage.
 The last line printed is the path of the run's report.html; results.json lies beside it.
 """
 from __future__ import annotations
@@ -16,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict
 
-from lfdm.data.synthetic import SyntheticSpec
+from lfdm.data.synthetic import DEMO_SPEC, SyntheticSpec
 from lfdm.io import storage
 
 
@@ -37,7 +38,7 @@ class DemoSize:
 SIZES = {
     "demo": DemoSize(
         preset="demo64",
-        spec=SyntheticSpec(num_subjects=10, test_subjects=2, videos_per_class=3, num_frames=24, image_size=64),
+        spec=DEMO_SPEC,
         overrides={"train.lfae.steps": 900, "train.lfae.checkpoint_every": 300, "train.lfae.log_every": 25,
                    "train.dm.steps": 1500, "train.dm.checkpoint_every": 500, "train.dm.log_every": 25},
         num_videos=72),
@@ -91,6 +92,11 @@ def run_demo(out: str, size: str = "demo", log: Callable[[str], None] = print) -
     lfae_job = dataclasses.replace(train, name="lfae", data=manifest)
     timer.stage("stage 1: latent flow auto-encoder on Ray Train", checkpoint_exists(lfae_job.model_uri),
                 lambda: train_lfae.run(lfae_job, log), log)
+    stage1_uri = os.path.join(out, "stage1_quality.json")
+    timer.stage("stage 1 per class: reconstruction and flow vs the true motion", storage.exists(stage1_uri),
+                lambda: storage.write_text(stage1_uri, json.dumps(stage1_quality(lfae_job.model_uri, manifest),
+                                                                  indent=2)), log)
+    stage1 = json.loads(storage.read_text(stage1_uri))
     flows = os.path.join(out, "flows")
     flows_done = storage.exists(os.path.join(flows, META)) and not missing_shards(flows, read_meta(flows)["num_shards"])
     flow_job = FlowsJob(name="flows", output=out, data=manifest, lfae=lfae_job.model_uri, flows=flows)
@@ -127,13 +133,18 @@ def run_demo(out: str, size: str = "demo", log: Callable[[str], None] = print) -
                    "n_real": results["n_real"], "n_gen": results["n_gen"],
                    "condition_accuracy_per_class": results.get("condition_accuracy_per_class"),
                    "fvd_interval": results.get("fvd_interval"), "timings": timer.timings, "size": size,
+                   "calibration": results.get("calibration"),
+                   "stage1_relative_to_copy_per_class": {k: v["relative_to_copy"] for k, v in
+                                                         stage1["reconstruction"]["per_class"].items()},
+                   "stage1_flow_magnitude_ratio_per_class": {k: v["magnitude_ratio"] for k, v in
+                                                             stage1["flow_fidelity"]["per_class"].items()},
                    "protocol_hash": results["protocol"]["hash"], "evaluation": results_uri}
         storage.write_text(os.path.join(out, "results.json"), json.dumps(summary, indent=2))
         config = {"size": size, "preset": demo.preset, "overrides": overrides,
                   "synthetic": dataclasses.asdict(demo.spec), "generation": dataclasses.asdict(gen_job.generation),
                   "workers": demo.num_workers}
         return write_html(out, results, examples, timer.timings, config,
-                          results.get("condition_accuracy_per_class") or {})
+                          results.get("condition_accuracy_per_class") or {}, stage1)
 
     report_uri = timer.stage("report", False, report, log)
     summary = json.loads(storage.read_text(os.path.join(out, "results.json")))
@@ -144,8 +155,23 @@ def run_demo(out: str, size: str = "demo", log: Callable[[str], None] = print) -
     f = lambda key, digits=1: "—" if summary.get(key) is None else f"{summary[key]:.{digits}f}"  # noqa: E731
     log(f"FVD {f('fvd')}   cFVD {f('cfvd_mean')} ± {f('cfvd_std')}   sFVD {f('sfvd_mean')} ± {f('sfvd_std')}   "
         f"KVD {f('kvd', 4)}   (n_real {summary['n_real']}, n_gen {summary['n_gen']}; reference I3D weights)")
+    cal = summary.get("calibration")
+    if cal:
+        kvd_ratio = "—" if cal["kvd_ratio"] is None else f"{cal['kvd_ratio']:.2f}"
+        log(f"calibrated: KVD real-vs-real {cal['real_vs_real']['kvd']:.3f}, static {cal['static']['kvd']:.3f}, "
+            f"model's place between them {kvd_ratio} (0 = real video, 1 = still image)")
     log(f"wall time: {summary['wall_seconds'] / 60:.1f} min   results: {os.path.join(out, 'results.json')}")
     return report_uri
+
+
+def stage1_quality(lfae_uri: str, manifest_uri: str) -> dict:
+    """Reconstruction vs the copy-the-source baseline and flow vs the true motion, per class, on the test split."""
+    from lfdm.checkpoint import load_lfae
+    from lfdm.runs.flow_fidelity import evaluate_flow_fidelity
+    from lfdm.runs.reconstruction import evaluate_reconstruction
+    model, loaded = load_lfae(lfae_uri)
+    recon = evaluate_reconstruction(model, manifest_uri, image_size=loaded.config.data.image_size, progress=False)
+    return {"reconstruction": recon, "flow_fidelity": evaluate_flow_fidelity(model, manifest_uri)}
 
 
 def main(argv=None) -> int:

@@ -1,21 +1,25 @@
 """The demo's report: one static HTML file with its images beside it.
 
 For each class a row of examples (input frame | generated video as an animated GIF | flow in the
-Middlebury colour wheel | occlusion), training loss curves of both stages, the metrics table with
-intervals and group sizes, condition accuracy per class, the run's configuration and timings.
+Middlebury colour wheel, scaled per video | occlusion), training loss curves of both stages, the metrics
+table with intervals and group sizes, the calibrated FVD / KVD table, condition accuracy per class,
+stage 1's reconstruction and flow per class, the run's configuration and timings.
 """
 from __future__ import annotations
 
 import html
 import json
-from typing import Dict, List
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
 from lfdm.io import storage
 from lfdm.io.figures import pyplot, save_figure
+from lfdm.metrics.calibration import HOW_TO_READ, calibration_rows
 from lfdm.metrics.summary import group_header, group_rows, headline_rows
 from lfdm.training.lfae_objective import LFAE_METRICS
+
+LOSS_KEYS = tuple(k for k in LFAE_METRICS if k != "flow_px")             # flow_px is a diagnostic, not a loss
 
 
 def loss_curve_png(metrics_uris: Dict[str, str], uri: str) -> None:
@@ -23,7 +27,7 @@ def loss_curve_png(metrics_uris: Dict[str, str], uri: str) -> None:
     for ax, (title, metrics_uri) in zip(np.atleast_1d(axes), metrics_uris.items()):
         rows = [json.loads(line) for line in storage.read_text(metrics_uri).splitlines() if line.strip()] \
             if storage.exists(metrics_uri) else []
-        for key in (k for k in LFAE_METRICS if rows and k in rows[0]):      # stage 2 logs "loss" only
+        for key in (k for k in LOSS_KEYS if rows and k in rows[0]):         # stage 2 logs "loss" only
             ax.plot([r["step"] for r in rows], [r[key] for r in rows], label=key)
         ax.set_title(title)
         ax.set_xlabel("step")
@@ -32,17 +36,20 @@ def loss_curve_png(metrics_uris: Dict[str, str], uri: str) -> None:
     save_figure(fig, uri, dpi=100)
 
 
-def example_strips(generated_run: str, manifest_uri: str, out_dir: str, per_class: int = 2) -> Dict[str, List[str]]:
+def example_strips(generated_run: str, manifest_uri: str, out_dir: str,
+                   per_class: int = 2) -> Dict[str, List[Tuple[str, float]]]:
     """Strip GIFs (input | video | flow | occlusion) of the first videos of each class of a generation run,
-    from the flows and occlusions it wrote (generation.formats must include npz). Returns {label: [names]}."""
+    from the flows and occlusions it wrote (generation.formats must include npz). Returns {label: [(name,
+    the displacement in image pixels at which that video's flow colours saturate)]}."""
     import torch
     from lfdm.data.datasets import load_frames
     from lfdm.data.manifest import read_manifest
+    from lfdm.io.flow_vis import robust_flow_scale
     from lfdm.io.outputs import encode, strip_frames
     from lfdm.runs.generation import PLAN, video_uri
     plan = storage.read_parquet(storage.join(generated_run, PLAN)).to_pylist()
     records = read_manifest(manifest_uri).by_id()
-    files: Dict[str, List[str]] = {}
+    files: Dict[str, List[Tuple[str, float]]] = {}
     for row in plan:
         label = row["label"]
         if len(files.setdefault(label, [])) >= per_class:
@@ -50,12 +57,13 @@ def example_strips(generated_run: str, manifest_uri: str, out_dir: str, per_clas
         with np.load(storage.bytes_io(video_uri(generated_run, row["video_id"], "npz"))) as data:
             frames, flows, occlusions = data["frames"], data["flows"], data["occlusions"]
         source = load_frames(records[row["source_video_id"]], [row["source_frame"]], frames.shape[1], cache=False)[0]
+        scale = robust_flow_scale(flows)                                  # flow pixels
         strip = strip_frames(source, torch.from_numpy(frames).permute(3, 0, 1, 2).float() / 255,
-                             torch.from_numpy(flows), torch.from_numpy(occlusions)[None])
+                             torch.from_numpy(flows), torch.from_numpy(occlusions)[None], max_radius=scale)
         big = strip.repeat(2, axis=1).repeat(2, axis=2)          # 2x nearest, for legibility
         name = f"examples/{row['video_id']}.gif"
         storage.write_bytes(storage.join(out_dir, name), encode(big, "gif", fps=8))
-        files[label].append(name)
+        files[label].append((name, scale * frames.shape[1] / flows.shape[1]))
     return files
 
 
@@ -69,17 +77,45 @@ def _escaped(rows: List[List[str]]) -> List[List[str]]:
     return [[html.escape(cell) for cell in row] for row in rows]
 
 
-def write_html(out_dir: str, results: dict, examples: Dict[str, List[str]], timings: Dict[str, float],
-               config: dict, accuracy: Dict[str, dict]) -> str:
+def stage1_rows(stage1: dict) -> List[List[str]]:
+    """Per class: reconstruction L1 of the auto-encoder and of copying the source, their ratio, and the flow's
+    magnitude against the true motion (the synthetic dataset's)."""
+    fmt = lambda x, d=2: "—" if x is None else f"{x:.{d}f}"  # noqa: E731
+    recon, fidelity = stage1["reconstruction"]["per_class"], stage1["flow_fidelity"]["per_class"]
+    return [[label, fmt(r["lfae_l1"], 4), fmt(r["copy_source_l1"], 4), fmt(r["relative_to_copy"]),
+             fmt(fidelity.get(label, {}).get("magnitude_ratio")), fmt(fidelity.get(label, {}).get("endpoint_error_px"))]
+            for label, r in recon.items()]
+
+
+STAGE1_HEADER = ["class", "L1 auto-encoder", "L1 copy source", "ratio (< 1: better than copying)",
+                 "flow / true motion", "flow error (px)"]
+
+
+def write_html(out_dir: str, results: dict, examples: Dict[str, List[Tuple[str, float]]], timings: Dict[str, float],
+               config: dict, accuracy: Dict[str, dict], stage1: Optional[dict] = None) -> str:
     acc_row = lambda label: (f"{100 * accuracy[label]['accuracy']:.0f}% of {accuracy[label]['n']}"  # noqa: E731
                              if label in accuracy else "—")
-    example_rows = [[html.escape(label), acc_row(label), " ".join(f'<img src="{f}" alt="{html.escape(label)}">' for f in files)]
+    example_rows = [[html.escape(label), acc_row(label),
+                     " ".join(f'<figure style="display:inline-block;margin:2px"><img src="{f}" alt="{html.escape(label)}">'
+                              f'<figcaption>flow colour saturates at {px:.1f} px</figcaption></figure>'
+                              for f, px in files)]
                     for label, files in examples.items()]
     groups = []
     for key, title in (("cfvd", "class"), ("sfvd", "subject")):
         if key in results:
             groups.append(f"<h3>FVD per {title}</h3>" + _table(_escaped(group_rows(results[key])), group_header(title)))
     timing_rows = [[html.escape(k), f"{v:.1f}"] for k, v in timings.items()]
+    calibrated = ""
+    if "calibration" in results:
+        calibrated = ("<h3>Calibrated FVD / KVD</h3>" + _table(_escaped(calibration_rows(results)),
+                                                                ["set", "FVD", "KVD", "n_real", "n"])
+                      + f"<p>{html.escape(HOW_TO_READ)}</p>")
+    stage1_html = ""
+    if stage1:
+        stage1_html = ("<h2>Stage 1 per class (test split)</h2>" + _table(_escaped(stage1_rows(stage1)), STAGE1_HEADER)
+                       + "<p>Reconstruction: frame 0 drives 40 frames of each test video; L1 on [0, 1] pixels. Flow / true "
+                         "motion: the auto-encoder's flow on the object against the motion the dataset rendered (1 = all "
+                         "of it); stage 2 can only generate motions that stage 1 encodes.</p>")
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>LFDM demo report</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}}table{{border-collapse:collapse;margin:1em 0}}
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:middle}}img{{image-rendering:pixelated;margin:2px}}
@@ -90,6 +126,7 @@ The source frames come from test-split subjects the models never saw in training
 generated videos whose motion the training-free motion classifier recognises as the requested class.</p>
 <h2>Examples per class</h2>{_table(example_rows, ["class", "condition accuracy", "examples"])}
 <h2>Metrics</h2>{_table(_escaped(headline_rows(results)), ["metric", "value", "interval / std", "n_real", "n_gen"])}
+{calibrated}
 <p>FVD is biased ∝ 1/N: groups of a few hundred videos or fewer (flagged) are dominated by that bias; read them with
 their sizes and with KVD. Intervals are bootstrap percentiles; a resample repeats videos, which shrinks the
 effective N and raises FVD, so at these sizes an interval can lie above its point estimate: it shows the spread,
@@ -97,6 +134,7 @@ not a bias-corrected range. Protocol (hash {html.escape(results['protocol']['has
 <pre>{html.escape(json.dumps(results['protocol'], indent=2))}</pre>
 {''.join(groups)}
 <img src="cfvd_per_class.png" alt="cFVD per class"> <img src="sfvd_per_subject.png" alt="sFVD per subject">
+{stage1_html}
 <h2>Training</h2><img src="loss_curves.png" alt="loss curves">
 <h2>Timings (seconds)</h2>{_table(timing_rows, ["stage", "seconds"])}
 <h2>Configuration</h2><pre>{html.escape(json.dumps(config, indent=2))}</pre>

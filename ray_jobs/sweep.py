@@ -58,6 +58,9 @@ def run(job: SweepJob, log=print) -> list:
                      "fvd": results["fvd"], "fvd_interval": results.get("fvd_interval"), "kvd": results["kvd"],
                      "cfvd_mean": results.get("cfvd_mean"), "sfvd_mean": results.get("sfvd_mean"),
                      "condition_accuracy": results.get("condition_accuracy"),
+                     "kvd_real_vs_real": (results.get("calibration") or {}).get("real_vs_real", {}).get("kvd"),
+                     "kvd_static": (results.get("calibration") or {}).get("static", {}).get("kvd"),
+                     "kvd_ratio": (results.get("calibration") or {}).get("kvd_ratio"),
                      "seconds_per_video": float(np.mean(seconds)), "n_gen": results["n_gen"]})
     write(rows, job.run_uri)
     return rows
@@ -65,12 +68,17 @@ def run(job: SweepJob, log=print) -> list:
 
 def write(rows: list, out: str) -> None:
     storage.write_text(storage.join(out, "sweep.json"), json.dumps(rows, indent=2))
-    lines = ["| checkpoint | sampler | steps | guidance | FVD | KVD | cFVD | acc | s/video |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| checkpoint | sampler | steps | guidance | FVD | KVD | KVD real vs real | KVD static | KVD ratio | cFVD | "
+             "acc | s/video |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    num = lambda x, d: "—" if x is None else f"{x:.{d}f}"  # noqa: E731
     for r in rows:
         acc = "—" if r["condition_accuracy"] is None else f"{100 * r['condition_accuracy']:.1f}%"
-        cf = "—" if r["cfvd_mean"] is None else f"{r['cfvd_mean']:.1f}"
         lines.append(f"| {storage.basename(r['checkpoint'])} | {r['sampler']} | {r['steps']} | {r['guidance']:g} | "
-                     f"{r['fvd']:.1f} | {r['kvd']:.4f} | {cf} | {acc} | {r['seconds_per_video']:.2f} |")
+                     f"{r['fvd']:.1f} | {r['kvd']:.4f} | {num(r.get('kvd_real_vs_real'), 4)} | "
+                     f"{num(r.get('kvd_static'), 4)} | {num(r.get('kvd_ratio'), 2)} | {num(r['cfvd_mean'], 1)} | {acc} | "
+                     f"{r['seconds_per_video']:.2f} |")
+    lines.append("\nKVD ratio: the model's place between other real video (0) and its source frame held still (1), "
+                 "each measured against the same real test clips at the cell's size.")
     storage.write_text(storage.join(out, "sweep.md"), "\n".join(lines) + "\n")
     fig, ax = pyplot().subplots(figsize=(6, 3.5))
     ax2 = ax.twinx()

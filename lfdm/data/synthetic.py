@@ -44,6 +44,10 @@ class SyntheticSpec:
         return self
 
 
+# `make demo`'s dataset: 8 training and 2 held-out subjects, 3 videos per class and subject
+DEMO_SPEC = SyntheticSpec(num_subjects=10, test_subjects=2, videos_per_class=3, num_frames=24, image_size=64)
+
+
 @dataclass(frozen=True)
 class Trajectory:
     """Object pose at normalised time 0 and 1 (linear in between); lengths in pixels, angle in radians."""

@@ -44,11 +44,21 @@ def displacement_to_color(u: np.ndarray, v: np.ndarray, max_radius: float | None
     return to_uint8(colour)
 
 
-def grid_flow_to_color(flow: np.ndarray, max_radius: float | None = None) -> np.ndarray:
-    """Absolute sampling grids (..., h, w, 2) in [-1, 1] -> colour of the displacement in pixels."""
+def grid_displacement(flow: np.ndarray):
+    """Absolute sampling grids (..., h, w, 2) in [-1, 1] -> displacements (u, v), each (..., h, w), in flow pixels."""
     h, w = flow.shape[-3:-1]
     xs = np.linspace(-1, 1, w)[None, :]
     ys = np.linspace(-1, 1, h)[:, None]
-    u = (flow[..., 0] - xs) * (w - 1) / 2
-    v = (flow[..., 1] - ys) * (h - 1) / 2
-    return displacement_to_color(u, v, max_radius)
+    return (flow[..., 0] - xs) * (w - 1) / 2, (flow[..., 1] - ys) * (h - 1) / 2
+
+
+def robust_flow_scale(flow: np.ndarray, percentile: float = 99.0) -> float:
+    """The displacement (flow pixels) that saturates the colour wheel for a whole video: a high percentile over
+    all its pixels and frames, so one stray vector at a border does not leave every real motion near white."""
+    u, v = grid_displacement(flow)
+    return max(float(np.percentile(np.hypot(u, v), percentile)), 1e-3)
+
+
+def grid_flow_to_color(flow: np.ndarray, max_radius: float | None = None) -> np.ndarray:
+    """Absolute sampling grids (..., h, w, 2) in [-1, 1] -> colour of the displacement in pixels."""
+    return displacement_to_color(*grid_displacement(flow), max_radius)

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lfdm.io.flow_vis import grid_flow_to_color
+from lfdm.io.flow_vis import grid_flow_to_color, robust_flow_scale
 from lfdm.io.pixels import to_uint8
 from lfdm.io.video import encode_video
 
@@ -20,9 +20,11 @@ def frames_uint8(frames: torch.Tensor) -> np.ndarray:
     return to_uint8(frames.permute(1, 2, 3, 0))
 
 
-def flow_frames(flows, size: int) -> np.ndarray:
-    """flows (K, h, w, 2) sampling grids -> (K, size, size, 3) uint8 in the Middlebury colour wheel (nearest)."""
-    colour = torch.from_numpy(grid_flow_to_color(np.asarray(_numpy(flows), np.float32), max_radius=None))
+def flow_frames(flows, size: int, max_radius: float | None = None) -> np.ndarray:
+    """flows (K, h, w, 2) sampling grids -> (K, size, size, 3) uint8 in the Middlebury colour wheel (nearest),
+    saturating at ``max_radius`` flow pixels (default: the video's robust_flow_scale)."""
+    flows = np.asarray(_numpy(flows), np.float32)
+    colour = torch.from_numpy(grid_flow_to_color(flows, max_radius=max_radius or robust_flow_scale(flows)))
     colour = F.interpolate(colour.permute(0, 3, 1, 2).float(), size=(size, size), mode="nearest")
     return colour.byte().permute(0, 2, 3, 1).numpy()
 
@@ -35,12 +37,12 @@ def occlusion_frames(occlusions, size: int) -> np.ndarray:
 
 
 def strip_frames(source: torch.Tensor, frames: torch.Tensor, flows: torch.Tensor,
-                 occlusions: torch.Tensor) -> np.ndarray:
+                 occlusions: torch.Tensor, max_radius: float | None = None) -> np.ndarray:
     """source (3, H, W), frames (3, K, H, W), flows (K, h, w, 2), occlusions (1, K, h, w) -> (K, H, 4W, 3)."""
     k, size = frames.shape[1], frames.shape[-1]
     video = frames_uint8(frames)
     src = np.repeat(frames_uint8(source[:, None]), k, axis=0)
-    return np.concatenate([src, video, flow_frames(flows, size), occlusion_frames(occlusions[0], size)], axis=2)
+    return np.concatenate([src, video, flow_frames(flows, size, max_radius), occlusion_frames(occlusions[0], size)], axis=2)
 
 
 def encode(frames: np.ndarray, fmt: str, fps: float) -> bytes:

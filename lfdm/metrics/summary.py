@@ -14,6 +14,7 @@ import pyarrow as pa
 from lfdm.io import storage
 from lfdm.io.figures import pyplot, save_figure
 from lfdm.metrics.accuracy import per_class_accuracy
+from lfdm.metrics.calibration import HOW_TO_READ, calibrate, calibration_rows
 from lfdm.metrics.fvd import SMALL_GROUP, bootstrap_fvd, fvd_kvd, grouped_fvd
 
 
@@ -27,13 +28,17 @@ def _split_ok(table: pa.Table):
 
 
 def compute_metrics(real: pa.Table, fake: pa.Table, settings, classes: Optional[Sequence[str]] = None, *,
-                    missing: Sequence[str] = (), stochastic: bool = False, seed: int = 0) -> Dict[str, object]:
+                    missing: Sequence[str] = (), stochastic: bool = False, seed: int = 0,
+                    references: Optional[Dict[str, pa.Table]] = None) -> Dict[str, object]:
+    """``references``: feature tables of lfdm.metrics.calibration.REFERENCES, for the calibrated table."""
     real_x, real_col, real_bad = _split_ok(real)
     fake_x, fake_col, fake_bad = _split_ok(fake)
     if len(real_x) < 2 or len(fake_x) < 2:
         raise ValueError(f"need at least 2 usable real and generated videos, have {len(real_x)} and {len(fake_x)}")
     out: Dict[str, object] = fvd_kvd(real_x, fake_x, seed=seed)
     out["fvd_interval"] = bootstrap_fvd(real_x, fake_x, settings.bootstrap, seed)
+    if references is not None:
+        out["calibration"] = calibrate(real_x, out, {k: _split_ok(t)[0] for k, t in references.items()}, seed)
     out["excluded"] = {"real": real_bad, "generated": fake_bad, "missing_generated": list(missing),
                        "counts": {"real_corrupt": len(real_bad), "generated_corrupt": len(fake_bad),
                                   "generated_missing": len(missing)}}
@@ -89,6 +94,10 @@ def group_rows(grouped: Dict[str, object]) -> List[List[str]]:
 def markdown(results: Dict[str, object]) -> str:
     lines = ["| metric | value | interval / std | n_real | n_gen |", "|---|---|---|---|---|"]
     lines += ["| " + " | ".join(row) + " |" for row in headline_rows(results)]
+    if "calibration" in results:
+        lines += ["", "| calibrated | FVD | KVD | n_real | n |", "|---|---|---|---|---|"]
+        lines += ["| " + " | ".join(row) + " |" for row in calibration_rows(results)]
+        lines += ["", HOW_TO_READ]
     for key, title in (("cfvd", "class"), ("sfvd", "subject")):
         if key not in results:
             continue

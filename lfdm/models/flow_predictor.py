@@ -61,7 +61,7 @@ class DenseFlowPredictor(nn.Module):
         with torch.no_grad():
             self.occlusion.bias.fill_(3.0)
             self.mask.bias.zero_()
-            self.mask.bias[0] = 3.0
+            self.mask.bias[0] = f.background_prior
         self.align_corners = cfg.align_corners
 
     def forward(self, source_image: torch.Tensor, source_regions: Dict, driving_regions: Dict,

@@ -52,6 +52,9 @@ class EvaluationSettings:
     batch_size: int = 4                 # clips per I3D forward
     feature_cache: Optional[str] = None  # where real-video features are cached (default: beside the run)
     inception: Optional[str] = None     # TorchScript Inception for frame FID (Table 5); none: FID skipped
+    # FVD / KVD of two references beside the model's (lfdm.metrics.calibration): real clips of the training
+    # split, and every generated video's source frame repeated; costs I3D passes over 2 x n_gen more clips.
+    calibrate: bool = True
 
 
 def clip_rule(clips_per_video: int, num_frames: int) -> str:
@@ -74,6 +77,20 @@ def real_items(manifest_uri: str, split: str, num_frames: int, clips_per_video: 
     return items
 
 
+def reference_items(manifest_uri: str, count: int, num_frames: int, clips_per_video: int) -> List[dict]:
+    """``count`` real clips of the training split (other subjects than the test split's), chosen by a hash of
+    their id, for the real-vs-real reference; fewer when the split has fewer clips."""
+    items = real_items(manifest_uri, "train", num_frames, clips_per_video)
+    items.sort(key=lambda i: hashlib.sha256(i["video_id"].encode()).hexdigest())
+    return [{**i, "kind": "reference"} for i in sorted(items[:count], key=lambda i: i["video_id"])]
+
+
+def static_items(generated: Sequence[dict], num_frames: int) -> List[dict]:
+    """Each generated video's source frame repeated ``num_frames`` times: the generator that does not move."""
+    return [{**i, "video_id": f"static:{i['video_id']}", "kind": "static", "uri": None, "missing": False,
+             "frames": [i["source_frame"]] * num_frames} for i in generated]
+
+
 def generated_items(run_uri: str) -> List[dict]:
     """One item per planned video of a generation run; ``missing`` when it never finished."""
     plan = storage.read_parquet(storage.join(run_uri, generation.PLAN)).to_pylist()
@@ -83,14 +100,15 @@ def generated_items(run_uri: str) -> List[dict]:
         vid = row["video_id"]
         meta = json.loads(storage.read_text(generation.meta_uri(run_uri, vid))) if vid in done else None
         items.append({"video_id": vid, "kind": "generated", "label": row["label"], "subject": row["subject"],
-                      "source_video_id": row["source_video_id"], "frames": None, "missing": meta is None,
+                      "source_video_id": row["source_video_id"], "source_frame": row["source_frame"],
+                      "frames": None, "missing": meta is None,
                       "uri": meta["uri"] if meta else generation.video_uri(run_uri, vid, "npy")})
     return items
 
 
 def load_video(item: dict, records: dict, image_size: int, num_frames: Optional[int]) -> np.ndarray:
     """uint8 (T, H, W, 3) of a real clip (from the manifest) or a generated video (.npy / .npz); raises if unusable."""
-    if item["kind"] == "real":
+    if item["kind"] != "generated":                      # real, reference and static clips come from the dataset
         frames = load_frames(records[item["source_video_id"]], item["frames"], image_size, cache=False)
         return to_uint8(frames.permute(0, 2, 3, 1))
     uri = item["uri"]
@@ -165,8 +183,21 @@ def manifest_digest(manifest_uri: str, split: str) -> str:
     return hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:16]
 
 
-def real_cache_uri(cache_dir: str, protocol: FVDProtocol, manifest_uri: str, image_size: int) -> str:
-    return storage.join(cache_dir, f"real_{protocol.digest()}_{manifest_digest(manifest_uri, 'test')}_{image_size}px.parquet")
+def real_cache_uri(cache_dir: str, protocol: FVDProtocol, manifest_uri: str, image_size: int,
+                   reference: Optional[int] = None) -> str:
+    """Cached features of the test split's real clips, or (``reference=n``) of n training-split clips."""
+    kind, split = ("real", "test") if reference is None else (f"reference{reference}", "train")
+    return storage.join(cache_dir, f"{kind}_{protocol.digest()}_{manifest_digest(manifest_uri, split)}_{image_size}px.parquet")
+
+
+def cached_features(uri: str, items: Callable[[], List[dict]], extract: Extract, log: Callable[[str], None]) -> pa.Table:
+    if storage.exists(uri):
+        log(f"features reused: {uri}")
+        return storage.read_parquet(uri)
+    table = extract(items(), False)
+    storage.write_parquet(table, uri)
+    log(f"features: {table.num_rows} clips -> {uri}")
+    return table
 
 
 def evaluate(run_uri: str, manifest_uri: str, settings: EvaluationSettings, make_extract: Callable[..., Extract], *,
@@ -191,22 +222,23 @@ def evaluate(run_uri: str, manifest_uri: str, settings: EvaluationSettings, make
     classes = read_manifest(manifest_uri).classes
     classify = list(classes) == list(SYNTHETIC_CLASSES)
     extract = make_extract(image_size, num_frames)
-    cache = real_cache_uri(cache_dir, protocol, manifest_uri, image_size)
-    if storage.exists(cache):
-        real = storage.read_parquet(cache)
-        log(f"real features: reused {cache}")
-    else:
-        real = extract(real_items(manifest_uri, "test", num_frames, ev.real_clips_per_video), False)
-        storage.write_parquet(real, cache)
-        log(f"real features: {real.num_rows} clips -> {cache}")
+    real = cached_features(real_cache_uri(cache_dir, protocol, manifest_uri, image_size),
+                           lambda: real_items(manifest_uri, "test", num_frames, ev.real_clips_per_video), extract, log)
     fake = extract(present, classify)
+    references = None
+    if ev.calibrate:
+        references = {"real_vs_real": cached_features(
+            real_cache_uri(cache_dir, protocol, manifest_uri, image_size, reference=len(present)),
+            lambda: reference_items(manifest_uri, len(present), num_frames, ev.real_clips_per_video), extract, log),
+            "static": extract(static_items(present, num_frames), False)}
     protocol_hash = protocol.digest()
     features_uri = storage.join(run_uri, "features.parquet")
     rows = [{**row, "protocol_hash": protocol_hash} for row in real.to_pylist() + fake.to_pylist()]
     storage.write_parquet(pa.Table.from_pylist(rows), features_uri)     # (Parquet may rename list fields: no concat)
     stochastic = any(i["label"] is None for i in gen_items)
     results = compute_metrics(real, fake, ev, classes if classify else None,
-                              missing=[i["video_id"] for i in gen_items if i["missing"]], stochastic=stochastic)
+                              missing=[i["video_id"] for i in gen_items if i["missing"]], stochastic=stochastic,
+                              references=references)
     if ev.inception:
         results["frame_fid"] = frame_fid(manifest_uri, ev.inception, present,
                                          real_items(manifest_uri, "test", num_frames, 1), image_size, device)

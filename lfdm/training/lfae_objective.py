@@ -16,6 +16,7 @@ from torch import nn
 from lfdm.config import LfaeLossConfig
 from lfdm.models.autoencoder import LatentFlowAutoencoder
 from lfdm.training.equivariance import RandomTPS, equivariance_losses
+from lfdm.models.warp import coordinate_grid
 from lfdm.training.perceptual import ReconstructionLoss
 
 FROZEN_IN_DECODER_ONLY = ("encoder", "region_predictor", "bg_predictor", "flow_predictor")
@@ -60,10 +61,20 @@ class LfaeObjective(nn.Module):
             losses["equivariance_shift"] = cfg.equivariance_shift * eq["equivariance_shift"]
             losses["equivariance_affine"] = cfg.equivariance_affine * eq["equivariance_affine"]
         losses["loss"] = sum(losses.values())
-        return {**losses, "prediction": out["prediction"], "occlusion": out["occlusion"], "flow": out["flow"]}
+        return {**losses, "flow_px": mean_displacement_px(out["flow"], driving.shape[-1]), "prediction": out["prediction"], "occlusion": out["occlusion"], "flow": out["flow"]}
 
 
-LFAE_METRICS = ("loss", "reconstruction", "equivariance_shift", "equivariance_affine")
+LFAE_METRICS = ("loss", "reconstruction", "equivariance_shift", "equivariance_affine", "flow_px")
+
+
+def mean_displacement_px(flow: torch.Tensor, image_size: int) -> torch.Tensor:
+    """Mean |flow - identity| of a batch of backward grids (B, h, w, 2), in image pixels (detached).
+
+    A collapsed stage 1 (every motion weight on a still background, the decoder painting the driving frame
+    from the occlusion map alone) shows up here as ~0 while the reconstruction loss still falls."""
+    _, h, w, _ = flow.shape
+    identity = coordinate_grid(h, w, flow.device, flow.dtype)
+    return ((flow.detach() - identity).norm(dim=-1).mean() * (image_size - 1) / 2)
 
 
 def lfae_loss(objective: nn.Module, batch: dict, generator: torch.Generator):

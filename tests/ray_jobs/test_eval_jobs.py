@@ -124,8 +124,8 @@ def test_evaluation_counts_and_excludes_corrupt_and_missing(ray_session, tmp_pat
     assert sum(v["n"] * v["accuracy"] for v in per_class.values()) == pytest.approx(sum(hits))
     for name in ("results.json", "results.md", "cfvd_per_class.png", "sfvd_per_subject.png", "features.parquet"):
         assert os.path.exists(os.path.join(out, "eval", name)), name
-    cached = [f for f in os.listdir(os.path.join(out, "feature_cache"))]
-    assert len(cached) == 1 and cached[0].startswith("real_")
+    cached = sorted(os.listdir(os.path.join(out, "feature_cache")))
+    assert len(cached) == 2 and cached[0].startswith("real_") and cached[1].startswith("reference7_")
     again = evaluate.run(job, log=lambda s: None)                        # real features reused from the cache
     assert again["fvd"] == pytest.approx(results["fvd"])
 
@@ -146,9 +146,11 @@ def test_sweep_grid_shares_real_statistics_writes_table_and_plot_and_reuses_cell
     assert all(r["n_gen"] == 4 and np.isfinite(r["fvd"]) and r["seconds_per_video"] > 0 for r in rows)
     assert len({r["fvd"] for r in rows}) > 1                               # the cells really differ
     run_dir = os.path.join(out, "sw")
-    assert len(os.listdir(os.path.join(run_dir, "feature_cache"))) == 1   # one real-feature table for all cells
+    cached = sorted(os.listdir(os.path.join(run_dir, "feature_cache")))  # one real and one reference table for all cells
+    assert len(cached) == 2 and cached[0].startswith("real_") and cached[1].startswith("reference4_")
+    assert all(r["kvd_static"] is not None and r["kvd_ratio"] is not None for r in rows)
     table = open(os.path.join(run_dir, "sweep.md")).read()
-    assert table.count("\n") == 2 + len(rows) and "| dpmpp | 2 |" in table
+    assert table.count("\n") == 4 + len(rows) and "| dpmpp | 2 |" in table
     assert os.path.getsize(os.path.join(run_dir, "fvd_vs_steps.png")) > 1000
     assert json.load(open(os.path.join(run_dir, "sweep.json"))) == json.loads(json.dumps(rows))
     stamp = os.path.getmtime(os.path.join(run_dir, "ckpt0_ddim_1_g1", "evaluate", "results.json"))

@@ -51,4 +51,9 @@ def test_generate_run_resumes_refuses_other_settings_and_evaluates(tmp_path, tin
     features = storage.read_parquet(os.path.join(out, "features.parquet")).to_pylist()
     assert len({r["protocol_hash"] for r in features}) == 1 and all(len(r["features"]) == 400 for r in features)
     assert results["protocol"]["clip_choice"].startswith("real: 1 clip(s) per test video")
-    assert os.listdir(os.path.join(out, "feature_cache"))[0].startswith(f"real_{results['protocol']['hash']}")
+    cached = sorted(os.listdir(os.path.join(out, "feature_cache")))
+    assert [c.split("_")[:2] for c in cached] == [["real", results["protocol"]["hash"]],
+                                                  ["reference6", results["protocol"]["hash"]]]
+    cal = results["calibration"]                     # 6 training-split clips and the 6 sources held still
+    assert cal["real_vs_real"]["n_gen"] == 6 and cal["static"]["n_gen"] == 6
+    assert cal["static"]["kvd"] > 0 and "| calibrated |" in open(os.path.join(out, "results.md")).read()

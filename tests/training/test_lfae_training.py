@@ -187,3 +187,15 @@ def test_cli_train_resume_and_eval_recon(tmp_path, tiny_dataset, capsys):
     assert cli(["model", "info", "--preset", "mug128"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["parameters"]["autoencoder_total"] == 66_004_557
+
+
+def test_logged_flow_displacement_is_in_image_pixels():
+    from lfdm.models.warp import coordinate_grid
+    from lfdm.training.lfae_objective import mean_displacement_px
+    identity = coordinate_grid(16, 16).expand(2, 16, 16, 2)
+    assert mean_displacement_px(identity, 64) == 0
+    shifted = identity + torch.tensor([3 * 2 / 63, 4 * 2 / 63])     # 3 px right, 4 px down at 64 px
+    assert mean_displacement_px(shifted, 64) == pytest.approx(5.0, rel=1e-5)
+    out = LfaeObjective(LatentFlowAutoencoder(get_preset("tiny").autoencoder), get_preset("tiny").train.lfae_loss)(
+        *tiny_batch().values())
+    assert out["flow_px"] >= 0 and not out["flow_px"].requires_grad
