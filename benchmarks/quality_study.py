@@ -43,6 +43,12 @@ VARIANTS = {
     "prior0": {"autoencoder.flow.background_prior": 0.0},
     "prior0_seed1": {"autoencoder.flow.background_prior": 0.0, "train.lfae.seed": 1},
     "prior0_seed2": {"autoencoder.flow.background_prior": 0.0, "train.lfae.seed": 2},
+    "warp1": {"train.lfae_loss.warp_weight": 1.0},
+    "warp1_seed1": {"train.lfae_loss.warp_weight": 1.0, "train.lfae.seed": 1},
+    "prior0_warp1": {"autoencoder.flow.background_prior": 0.0, "train.lfae_loss.warp_weight": 1.0},
+    "warp100": {"train.lfae_loss.warp_weight": 100.0},
+    "prior0_seed1_warp100": {"autoencoder.flow.background_prior": 0.0, "train.lfae.seed": 1,
+                             "train.lfae_loss.warp_weight": 100.0},
     "skew_eqrot_r8_dm2x": {**SKEW, "train.lfae_loss.equivariance_rotation": 180.0, "autoencoder.num_regions": 8,
                            "train.dm.steps": 3000},
 }

@@ -170,6 +170,10 @@ class LfaeLossConfig:
     # Largest angle (degrees) of a uniformly random rotation composed with the equivariance transform; 0 in
     # the paper, whose near-identity transform never shows the region predictor a turned frame.
     equivariance_rotation: float = 0.0
+    # Weight of the L1 error of the source warped by the flow alone (at the flow's size; no decoder, no occlusion); 0 in
+    # the paper. Without it the decoder can paint the driving frame through the occlusion map while the
+    # motion mask settles on the still background: a stage 1 whose flow is zero (benchmarks/README.md).
+    warp_weight: float = 0.0
 
 
 @dataclass(frozen=True)

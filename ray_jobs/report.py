@@ -92,7 +92,8 @@ STAGE1_HEADER = ["class", "L1 auto-encoder", "L1 copy source", "ratio (< 1: bett
 
 
 def write_html(out_dir: str, results: dict, examples: Dict[str, List[Tuple[str, float]]], timings: Dict[str, float],
-               config: dict, accuracy: Dict[str, dict], stage1: Optional[dict] = None) -> str:
+               config: dict, accuracy: Dict[str, dict], stage1: Optional[dict] = None,
+               collapse_warning: Optional[str] = None) -> str:
     acc_row = lambda label: (f"{100 * accuracy[label]['accuracy']:.0f}% of {accuracy[label]['n']}"  # noqa: E731
                              if label in accuracy else "—")
     example_rows = [[html.escape(label), acc_row(label),
@@ -112,7 +113,8 @@ def write_html(out_dir: str, results: dict, examples: Dict[str, List[Tuple[str, 
                       + f"<p>{html.escape(HOW_TO_READ)}</p>")
     stage1_html = ""
     if stage1:
-        stage1_html = ("<h2>Stage 1 per class (test split)</h2>" + _table(_escaped(stage1_rows(stage1)), STAGE1_HEADER)
+        stage1_html = ("<h2>Stage 1 per class (test split)</h2>" + (f"<p><b>{html.escape(collapse_warning)}</b></p>"
+                                                                     if collapse_warning else "") + _table(_escaped(stage1_rows(stage1)), STAGE1_HEADER)
                        + "<p>Reconstruction: frame 0 drives 40 frames of each test video; L1 on [0, 1] pixels. Flow / true "
                          "motion: the auto-encoder's flow on the object against the motion the dataset rendered (1 = all "
                          "of it); stage 2 can only generate motions that stage 1 encodes.</p>")

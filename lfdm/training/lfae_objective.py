@@ -11,12 +11,13 @@ import math
 from typing import Dict
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from lfdm.config import LfaeLossConfig
 from lfdm.models.autoencoder import LatentFlowAutoencoder
 from lfdm.training.equivariance import RandomTPS, equivariance_losses
-from lfdm.models.warp import coordinate_grid
+from lfdm.models.warp import coordinate_grid, warp
 from lfdm.training.perceptual import ReconstructionLoss
 
 FROZEN_IN_DECODER_ONLY = ("encoder", "region_predictor", "bg_predictor", "flow_predictor")
@@ -52,6 +53,11 @@ class LfaeObjective(nn.Module):
         else:
             out = model(source, driving)
         losses = {"reconstruction": self.reconstruction(out["prediction"], driving)}
+        if cfg.warp_weight and not self.decoder_only:
+            size = out["flow"].shape[1:3]                                   # the flow's (h, w)
+            small = lambda x: F.interpolate(x, size=size, mode="area")  # noqa: E731
+            deformed = warp(small(source), out["flow"], model.cfg.align_corners)       # (B, 3, h, w)
+            losses["warp"] = cfg.warp_weight * (deformed - small(driving)).abs().mean()
         if not self.decoder_only and (cfg.equivariance_shift or cfg.equivariance_affine):
             transform = RandomTPS(driving.shape[0], cfg.sigma_affine, cfg.sigma_tps, cfg.points_tps,
                                   generator=generator, device=driving.device,
@@ -61,10 +67,11 @@ class LfaeObjective(nn.Module):
             losses["equivariance_shift"] = cfg.equivariance_shift * eq["equivariance_shift"]
             losses["equivariance_affine"] = cfg.equivariance_affine * eq["equivariance_affine"]
         losses["loss"] = sum(losses.values())
-        return {**losses, "flow_px": mean_displacement_px(out["flow"], driving.shape[-1]), "prediction": out["prediction"], "occlusion": out["occlusion"], "flow": out["flow"]}
+        return {**losses, "flow_px": mean_displacement_px(out["flow"], driving.shape[-1]),
+                "prediction": out["prediction"], "occlusion": out["occlusion"], "flow": out["flow"]}
 
 
-LFAE_METRICS = ("loss", "reconstruction", "equivariance_shift", "equivariance_affine", "flow_px")
+LFAE_METRICS = ("loss", "reconstruction", "warp", "equivariance_shift", "equivariance_affine", "flow_px")
 
 
 def mean_displacement_px(flow: torch.Tensor, image_size: int) -> torch.Tensor:

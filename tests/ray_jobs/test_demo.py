@@ -31,12 +31,17 @@ def test_tiny_demo_writes_a_consistent_report_and_reuses_stages(tmp_path, ray_tm
     assert results["fvd"] == evaluation["fvd"] and results["n_gen"] == evaluation["n_gen"] == 18
     assert results["protocol_hash"] == evaluation["protocol"]["hash"]
     html = (out / "report.html").read_text()
-    for needle in ("Examples per class", "loss_curves.png", "cfvd_per_class.png", "condition accuracy", "Timings"):
+    cal = results["calibration"]                                 # references at the generated set's size
+    assert cal == evaluation["calibration"] and cal["static"]["n_gen"] == 18 and "kvd_ratio" in cal
+    assert set(results["stage1_relative_to_copy_per_class"]) == set(results["stage1_flow_magnitude_ratio_per_class"])
+    assert isinstance(results["stage1_collapsed"], bool)
+    for needle in ("Examples per class", "loss_curves.png", "cfvd_per_class.png", "condition accuracy", "Timings",
+                   "Calibrated FVD / KVD", "Stage 1 per class", "flow colour saturates at"):
         assert needle in html, needle
     gifs = sorted(p for p in (out / "examples").iterdir())
     assert len(gifs) == 9 and all(f'src="examples/{p.name}"' in html for p in gifs)
     assert (out / "loss_curves.png").stat().st_size > 1000
     second = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
     assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-4000:]
-    assert second.stdout.count("(reused)") == 6                        # every stage but the weights and report
+    assert second.stdout.count("(reused)") == 7                        # every stage but the weights and report
     assert json.loads((out / "results.json").read_text())["fvd"] == results["fvd"]

@@ -199,3 +199,19 @@ def test_logged_flow_displacement_is_in_image_pixels():
     out = LfaeObjective(LatentFlowAutoencoder(get_preset("tiny").autoencoder), get_preset("tiny").train.lfae_loss)(
         *tiny_batch().values())
     assert out["flow_px"] >= 0 and not out["flow_px"].requires_grad
+
+
+def test_warp_loss_scores_the_flow_alone_and_is_off_in_the_paper_presets():
+    """The source warped by the flow (no decoder, no occlusion) against the driving frame, at the flow's size."""
+    torch.manual_seed(0)
+    cfg = get_preset("tiny", {"train.lfae_loss.warp_weight": 2.0})
+    objective = LfaeObjective(LatentFlowAutoencoder(cfg.autoencoder), cfg.train.lfae_loss)
+    out = objective(*tiny_batch().values())
+    flow_params = list(objective.model.flow_predictor.mask.parameters())
+    grads = torch.autograd.grad(out["warp"], flow_params + list(objective.model.decoder.parameters()),
+                                allow_unused=True)
+    assert torch.isfinite(out["warp"]) and out["warp"] > 0
+    assert all(g is not None and g.abs().sum() > 0 for g in grads[:len(flow_params)])     # reaches the motion mask
+    assert all(g is None for g in grads[len(flow_params):])                               # and not the decoder
+    for preset in ("mug128", "mhad128", "natops128"):
+        assert get_preset(preset).train.lfae_loss.warp_weight == 0.0
