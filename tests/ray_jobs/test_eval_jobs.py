@@ -148,7 +148,7 @@ def test_sweep_grid_shares_real_statistics_writes_table_and_plot_and_reuses_cell
     run_dir = os.path.join(out, "sw")
     cached = sorted(os.listdir(os.path.join(run_dir, "feature_cache")))  # one real and one reference table for all cells
     assert len(cached) == 2 and cached[0].startswith("real_") and cached[1].startswith("reference4_")
-    assert all(r["kvd_static"] is not None and r["kvd_ratio"] is not None for r in rows)
+    assert all(r["kvd_static"] is not None and r["kvd_real_vs_real"] is not None and "kvd_ratio" in r for r in rows)
     table = open(os.path.join(run_dir, "sweep.md")).read()
     assert table.count("\n") == 4 + len(rows) and "| dpmpp | 2 |" in table
     assert os.path.getsize(os.path.join(run_dir, "fvd_vs_steps.png")) > 1000
