@@ -56,14 +56,14 @@ def evaluate_flow_fidelity(model: LatentFlowAutoencoder, manifest_uri: str, spli
         flow, _, _, _ = model.estimate_flow(frames[:1].expand(len(indices), -1, -1, -1), frames[1:])
         flow = flow.float().cpu().numpy()                            # (n, h, w, 2) backward grid in [-1, 1]
         points = flow_points_px(flow.shape[1], flow.shape[2], size, align)
-        scale = (size - 1) / 2 if align else size / 2
+        identity = np.stack(np.meshgrid(np.linspace(-1, 1, flow.shape[2]), np.linspace(-1, 1, flow.shape[1])), -1)
+        predicted_px = (flow - identity) * ((size - 1) / 2 if align else size / 2)      # (n, h, w, 2)
         acc = sums.setdefault(record.label_text, np.zeros(4))
         for k, index in enumerate(indices):
             inside, source = true_backward_motion(traj, subject, index / (record.num_frames - 1), points)
             if not inside.any():
                 continue
-            predicted = (flow[k] - np.stack(np.meshgrid(np.linspace(-1, 1, flow.shape[2]),
-                                                        np.linspace(-1, 1, flow.shape[1])), -1)) * scale
+            predicted = predicted_px[k]
             true = source - points
             acc += [np.linalg.norm(predicted[inside], axis=-1).sum(), np.linalg.norm(true[inside], axis=-1).sum(),
                     np.linalg.norm((predicted - true)[inside], axis=-1).sum(), inside.sum()]
