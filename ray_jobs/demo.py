@@ -102,7 +102,8 @@ def run_demo(out: str, size: str = "demo", log: Callable[[str], None] = print, s
                 lambda: storage.write_text(stage1_uri, json.dumps(stage1_quality(lfae_job.model_uri, manifest),
                                                                   indent=2)), log)
     stage1 = json.loads(storage.read_text(stage1_uri))
-    if stage1_collapsed(stage1):
+    collapsed = stage1_collapsed(stage1)
+    if collapsed:
         log("\n" + "!" * 100 + f"\n{COLLAPSE_WARNING}\n" + "!" * 100)
     flows = os.path.join(out, "flows")
     flows_done = storage.exists(os.path.join(flows, META)) and not missing_shards(flows, read_meta(flows)["num_shards"])
@@ -141,7 +142,7 @@ def run_demo(out: str, size: str = "demo", log: Callable[[str], None] = print, s
                    "n_real": results["n_real"], "n_gen": results["n_gen"],
                    "condition_accuracy_per_class": results.get("condition_accuracy_per_class"),
                    "fvd_interval": results.get("fvd_interval"), "timings": timer.timings, "size": size,
-                   "calibration": results.get("calibration"), "stage1_collapsed": stage1_collapsed(stage1),
+                   "calibration": results.get("calibration"), "stage1_collapsed": collapsed,
                    "stage1_relative_to_copy_per_class": {k: v["relative_to_copy"] for k, v in
                                                          stage1["reconstruction"]["per_class"].items()},
                    "stage1_flow_magnitude_ratio_per_class": {k: v["magnitude_ratio"] for k, v in
@@ -153,7 +154,7 @@ def run_demo(out: str, size: str = "demo", log: Callable[[str], None] = print, s
                   "workers": demo.num_workers}
         return write_html(out, results, examples, timer.timings, config,
                           results.get("condition_accuracy_per_class") or {}, stage1,
-                          COLLAPSE_WARNING if stage1_collapsed(stage1) else None)
+                          COLLAPSE_WARNING if collapsed else None)
 
     report_uri = timer.stage("report", False, report, log)
     summary = json.loads(storage.read_text(os.path.join(out, "results.json")))

@@ -15,8 +15,8 @@ import numpy as np
 
 from lfdm.io import storage
 from lfdm.io.figures import pyplot, save_figure
-from lfdm.metrics.calibration import HOW_TO_READ, calibration_rows
-from lfdm.metrics.summary import group_header, group_rows, headline_rows
+from lfdm.metrics.calibration import HOW_TO_READ
+from lfdm.metrics.summary import calibration_rows, fmt_number, group_header, group_rows, headline_rows
 from lfdm.training.lfae_objective import LFAE_METRICS
 
 LOSS_KEYS = tuple(k for k in LFAE_METRICS if k != "flow_px")             # flow_px is a diagnostic, not a loss
@@ -80,10 +80,9 @@ def _escaped(rows: List[List[str]]) -> List[List[str]]:
 def stage1_rows(stage1: dict) -> List[List[str]]:
     """Per class: reconstruction L1 of the auto-encoder and of copying the source, their ratio, and the flow's
     magnitude against the true motion (the synthetic dataset's)."""
-    fmt = lambda x, d=2: "—" if x is None else f"{x:.{d}f}"  # noqa: E731
     recon, fidelity = stage1["reconstruction"]["per_class"], stage1["flow_fidelity"]["per_class"]
-    return [[label, fmt(r["lfae_l1"], 4), fmt(r["copy_source_l1"], 4), fmt(r["relative_to_copy"]),
-             fmt(fidelity.get(label, {}).get("magnitude_ratio")), fmt(fidelity.get(label, {}).get("endpoint_error_px"))]
+    return [[label, fmt_number(r["lfae_l1"], 4), fmt_number(r["copy_source_l1"], 4), fmt_number(r["relative_to_copy"]),
+             fmt_number(fidelity.get(label, {}).get("magnitude_ratio")), fmt_number(fidelity.get(label, {}).get("endpoint_error_px"))]
             for label, r in recon.items()]
 
 

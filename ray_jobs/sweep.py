@@ -17,6 +17,7 @@ from lfdm.checkpoint import read_info
 from lfdm.diffusion.samplers import check_sampler
 from lfdm.io import storage
 from lfdm.io.figures import pyplot, save_figure
+from lfdm.metrics.summary import fmt_number
 from lfdm.runs.generation import GENERATED
 from ray_jobs import evaluate, generate
 from ray_jobs.common import EvaluateJob, GenerateJob, SweepJob, job_argparser, load_job_config
@@ -70,12 +71,11 @@ def write(rows: list, out: str) -> None:
     storage.write_text(storage.join(out, "sweep.json"), json.dumps(rows, indent=2))
     lines = ["| checkpoint | sampler | steps | guidance | FVD | KVD | KVD real vs real | KVD static | KVD ratio | cFVD | "
              "acc | s/video |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    num = lambda x, d: "—" if x is None else f"{x:.{d}f}"  # noqa: E731
     for r in rows:
         acc = "—" if r["condition_accuracy"] is None else f"{100 * r['condition_accuracy']:.1f}%"
         lines.append(f"| {storage.basename(r['checkpoint'])} | {r['sampler']} | {r['steps']} | {r['guidance']:g} | "
-                     f"{r['fvd']:.1f} | {r['kvd']:.4f} | {num(r.get('kvd_real_vs_real'), 4)} | "
-                     f"{num(r.get('kvd_static'), 4)} | {num(r.get('kvd_ratio'), 2)} | {num(r['cfvd_mean'], 1)} | {acc} | "
+                     f"{r['fvd']:.1f} | {r['kvd']:.4f} | {fmt_number(r.get('kvd_real_vs_real'), 4)} | "
+                     f"{fmt_number(r.get('kvd_static'), 4)} | {fmt_number(r.get('kvd_ratio'), 2)} | {fmt_number(r['cfvd_mean'], 1)} | {acc} | "
                      f"{r['seconds_per_video']:.2f} |")
     lines.append("\nKVD ratio: the model's place between other real video (0) and its source frame held still (1), "
                  "each measured against the same real test clips at the cell's size.")

@@ -10,7 +10,7 @@ video, 1 is no closer than a still image (None when the two references are not s
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 import numpy as np
 
@@ -34,15 +34,3 @@ def calibrate(real: np.ndarray, model: Dict[str, float], references: Dict[str, n
     for metric in ("fvd", "kvd"):
         out[f"{metric}_ratio"] = ratio(model[metric], out["real_vs_real"][metric], out["static"][metric])
     return out
-
-
-def calibration_rows(results: Dict[str, object]) -> List[List[str]]:
-    """[set, FVD, KVD, n_real, n] rows of the calibrated table, the model first, the ratio last."""
-    cal = results["calibration"]
-    fmt = lambda x, d: "—" if x is None else f"{x:.{d}f}"  # noqa: E731
-    rows = [["model (generated)", fmt(results["fvd"], 1), fmt(results["kvd"], 3), str(results["n_real"]),
-             str(results["n_gen"])]]
-    rows += [[title, fmt(cal[name]["fvd"], 1), fmt(cal[name]["kvd"], 3), str(cal[name]["n_real"]),
-              str(cal[name]["n_gen"])] for name, title in REFERENCES]
-    rows.append(["ratio (0 = real, 1 = still image)", fmt(cal["fvd_ratio"], 2), fmt(cal["kvd_ratio"], 2), "", ""])
-    return rows

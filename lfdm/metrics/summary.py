@@ -14,7 +14,7 @@ import pyarrow as pa
 from lfdm.io import storage
 from lfdm.io.figures import pyplot, save_figure
 from lfdm.metrics.accuracy import per_class_accuracy
-from lfdm.metrics.calibration import HOW_TO_READ, calibrate, calibration_rows
+from lfdm.metrics.calibration import HOW_TO_READ, REFERENCES, calibrate
 from lfdm.metrics.fvd import SMALL_GROUP, bootstrap_fvd, fvd_kvd, grouped_fvd
 
 
@@ -56,7 +56,7 @@ def compute_metrics(real: pa.Table, fake: pa.Table, settings, classes: Optional[
     return out
 
 
-def _fmt(x, digits=2) -> str:
+def fmt_number(x, digits=2) -> str:
     return "—" if x is None else f"{x:.{digits}f}"
 
 
@@ -65,15 +65,26 @@ def headline_rows(results: Dict[str, object]) -> List[List[str]]:
     n_real, n_gen] per row."""
     n_real, n_gen = str(results["n_real"]), str(results["n_gen"])
     interval = results.get("fvd_interval")
-    kvd_spread = "one estimate (all samples)" if results["kvd_std"] is None else "± " + _fmt(results["kvd_std"], 4)
-    rows = [["FVD", _fmt(results["fvd"]), f"[{_fmt(interval[0])}, {_fmt(interval[1])}]" if interval else "—",
+    kvd_spread = "one estimate (all samples)" if results["kvd_std"] is None else "± " + fmt_number(results["kvd_std"], 4)
+    rows = [["FVD", fmt_number(results["fvd"]), f"[{fmt_number(interval[0])}, {fmt_number(interval[1])}]" if interval else "—",
              n_real, n_gen],
-            ["KVD", _fmt(results["kvd"], 4), kvd_spread, n_real, n_gen]]
+            ["KVD", fmt_number(results["kvd"], 4), kvd_spread, n_real, n_gen]]
     if "cfvd_mean" in results:
-        rows.append(["cFVD (mean ± std over classes)", _fmt(results["cfvd_mean"]), "± " + _fmt(results["cfvd_std"]), "", ""])
-    rows.append(["sFVD (mean ± std over subjects)", _fmt(results["sfvd_mean"]), "± " + _fmt(results["sfvd_std"]), "", ""])
+        rows.append(["cFVD (mean ± std over classes)", fmt_number(results["cfvd_mean"]), "± " + fmt_number(results["cfvd_std"]), "", ""])
+    rows.append(["sFVD (mean ± std over subjects)", fmt_number(results["sfvd_mean"]), "± " + fmt_number(results["sfvd_std"]), "", ""])
     if "condition_accuracy" in results:
-        rows.append(["condition accuracy", _fmt(100 * results["condition_accuracy"], 1) + "%", "", "", n_gen])
+        rows.append(["condition accuracy", fmt_number(100 * results["condition_accuracy"], 1) + "%", "", "", n_gen])
+    return rows
+
+
+def calibration_rows(results: Dict[str, object]) -> List[List[str]]:
+    """[set, FVD, KVD, n_real, n] rows of the calibrated table, the model first, the ratio last."""
+    cal = results["calibration"]
+    rows = [["model (generated)", fmt_number(results["fvd"], 1), fmt_number(results["kvd"], 3), str(results["n_real"]),
+             str(results["n_gen"])]]
+    rows += [[title, fmt_number(cal[name]["fvd"], 1), fmt_number(cal[name]["kvd"], 3), str(cal[name]["n_real"]),
+              str(cal[name]["n_gen"])] for name, title in REFERENCES]
+    rows.append(["ratio (0 = real, 1 = still image)", fmt_number(cal["fvd_ratio"]), fmt_number(cal["kvd_ratio"]), "", ""])
     return rows
 
 
@@ -86,7 +97,7 @@ def group_rows(grouped: Dict[str, object]) -> List[List[str]]:
     rows = []
     for g, v in grouped["groups"].items():
         iv = v.get("interval")
-        rows.append([str(g), _fmt(v["fvd"]), f"[{_fmt(iv[0])}, {_fmt(iv[1])}]" if iv else "—",
+        rows.append([str(g), fmt_number(v["fvd"]), f"[{fmt_number(iv[0])}, {fmt_number(iv[1])}]" if iv else "—",
                      str(v["n_real"]), str(v["n_gen"]), "yes" if v["small"] else "no"])
     return rows
 
@@ -106,12 +117,12 @@ def markdown(results: Dict[str, object]) -> str:
     if "condition_accuracy_per_class" in results:
         lines += ["", "| class | condition accuracy | n |", "|---|---|---|"]
         for name, v in results["condition_accuracy_per_class"].items():
-            lines.append(f"| {name} | {_fmt(100 * v['accuracy'], 1)}% | {v['n']} |")
+            lines.append(f"| {name} | {fmt_number(100 * v['accuracy'], 1)}% | {v['n']} |")
     if "frame_fid" in results:
         f = results["frame_fid"]
         lines += ["", "| frame metric (paper Table 5) | value | frames real / generated |", "|---|---|---|",
-                  f"| FID | {_fmt(f['fid'])} | {f['n_real_frames']} / {f['n_gen_frames']} |",
-                  f"| sFID (mean ± std over subjects) | {_fmt(f['sfid_mean'])} ± {_fmt(f['sfid_std'])} | |"]
+                  f"| FID | {fmt_number(f['fid'])} | {f['n_real_frames']} / {f['n_gen_frames']} |",
+                  f"| sFID (mean ± std over subjects) | {fmt_number(f['sfid_mean'])} ± {fmt_number(f['sfid_std'])} | |"]
     counts = results["excluded"]["counts"]
     lines += ["", f"Excluded: {counts['real_corrupt']} corrupt real, {counts['generated_corrupt']} corrupt generated, "
               f"{counts['generated_missing']} missing generated videos. Groups with n ≤ {SMALL_GROUP} are dominated by "

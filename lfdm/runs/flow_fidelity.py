@@ -20,6 +20,7 @@ from lfdm.data.manifest import read_manifest
 from lfdm.data.synthetic import SyntheticSpec
 from lfdm.data.synthetic_truth import replay_trajectory, subject_of, true_backward_motion
 from lfdm.io import storage
+from lfdm.io.flow_vis import grid_displacement
 from lfdm.models.autoencoder import LatentFlowAutoencoder
 
 
@@ -56,8 +57,8 @@ def evaluate_flow_fidelity(model: LatentFlowAutoencoder, manifest_uri: str, spli
         flow, _, _, _ = model.estimate_flow(frames[:1].expand(len(indices), -1, -1, -1), frames[1:])
         flow = flow.float().cpu().numpy()                            # (n, h, w, 2) backward grid in [-1, 1]
         points = flow_points_px(flow.shape[1], flow.shape[2], size, align)
-        identity = np.stack(np.meshgrid(np.linspace(-1, 1, flow.shape[2]), np.linspace(-1, 1, flow.shape[1])), -1)
-        predicted_px = (flow - identity) * ((size - 1) / 2 if align else size / 2)      # (n, h, w, 2)
+        to_image_px = ((size - 1) if align else size) / (flow.shape[2] - 1)            # flow pixels -> image pixels
+        predicted_px = np.stack(grid_displacement(flow), -1) * to_image_px              # (n, h, w, 2)
         acc = sums.setdefault(record.label_text, np.zeros(4))
         for k, index in enumerate(indices):
             inside, source = true_backward_motion(traj, subject, index / (record.num_frames - 1), points)

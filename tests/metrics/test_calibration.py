@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 
 from lfdm.io.flow_vis import grid_flow_to_color, robust_flow_scale
-from lfdm.metrics.calibration import calibrate, calibration_rows, ratio
+from lfdm.metrics.calibration import calibrate, ratio
 from lfdm.metrics.fvd import fvd_kvd
-from lfdm.metrics.summary import markdown
+from lfdm.metrics.summary import calibration_rows, markdown
 
 
 def test_ratio_places_the_model_between_the_references():
