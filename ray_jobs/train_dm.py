@@ -1,29 +1,27 @@
 """Stage 2 on Ray Train: ``python -m ray_jobs.train_dm --config ray_jobs/configs/demo_dm.yaml``.
 
-Trains on clips sampled from the flow cache. Label embeddings are computed once by the driver
-(never by each worker). The final full model (auto-encoder + EMA U-Net + labels + embeddings) is
-exported to OUTPUT/NAME/model.
+Trains on clips sampled from the flow cache. The text conditions (labels, sentences, text map) are computed
+once by the driver (never by each worker). The final full model (auto-encoder + EMA U-Net + labels + conditions)
+is exported to OUTPUT/NAME/model.
 """
 from __future__ import annotations
 
 import sys
 
-import torch
-
+from lfdm.models.text import TextConditions
 from lfdm.training.dm_stage import build_dm_stage, label_conditions
 from ray_jobs.common import TrainJob, job_argparser, load_job_config
 from ray_jobs.train_common import fit
 
 
 def build_stage(cfg, job: TrainJob, device, extra):
-    return build_dm_stage(cfg, job.lfae, job.flows, device, labels=extra["labels"],
-                          text_embeddings=torch.tensor(extra["text_embeddings"], dtype=torch.float32))
+    return build_dm_stage(cfg, job.lfae, job.flows, device, conditions=TextConditions.from_plain(extra["conditions"]))
 
 
 def run(job: TrainJob, log=print) -> str:
     job.require("lfae", "flows")
-    labels, text = label_conditions(job.model_config(), job.lfae, job.flows)     # once, by the driver
-    result = fit(job, build_stage, "dm", extra={"labels": labels, "text_embeddings": text.tolist()})
+    conditions = label_conditions(job.model_config(), job.lfae, job.flows)     # once, by the driver
+    result = fit(job, build_stage, "dm", extra={"conditions": conditions.to_plain()})
     log(f"stage 2 finished: {result.metrics}")
     return job.model_uri
 

@@ -1,13 +1,13 @@
 """The Serve application. ``build_app(args)`` (import path ``serve.app:build_app``) is its one composition
 root: serve_config.yaml, ``lfdm serve`` (embedded or ``--address``) and the tests all start it through it.
 
-POST /v1/generate            image (multipart upload or base64 JSON) + label -> video + metadata (synchronous)
+POST /v1/generate            image (multipart upload or base64 JSON) + label or prompt -> video + metadata (synchronous)
 POST /v1/jobs                the same parameters -> a job id at once (202); the video is made in the background
 GET  /v1/jobs/{id}           status, progress (sampler step i of N, then decoding, encoding), result files
 GET  /v1/jobs/{id}/events    the same as Server-Sent Events, until the job ends
 GET  /v1/jobs/{id}/{file}    video.mp4, video.gif, video.npz, flow.gif, occlusion.gif of a finished job
 DELETE /v1/jobs/{id}         cancel: the sampler stops at its next step and frees its batch slot
-GET  /v1/labels              the labels this model accepts, the defaults and the limits
+GET  /v1/labels              the labels this model accepts, whether it reads prompts, the defaults and the limits
 GET  /                       a web page for all of it (one static file, nothing loaded from elsewhere)
 GET  /healthz                liveness of the ingress and the generator (no token needed)
 The checkpoint is fixed by the deployment's config: nothing a client sends names a file or a model.
@@ -136,12 +136,19 @@ class Ingress:
     @app.get("/v1/labels")
     async def labels(self, request: Request):
         self._authorise(request)
-        return {"labels": self.labels, "defaults": self.defaults, "limits": asdict(self.limits)}
+        info = await self.info()
+        return {"labels": self.labels, "prompts": info["prompts"], "defaults": self.defaults,
+                "limits": asdict(self.limits)}
 
     async def _prepare(self, request: Request):
         """(params, letterboxed image) of a generation request: read, validated, decoded."""
         image_bytes, raw = await self._read(request)
         params = validate_params(raw, self.request, self.defaults, self.limits)
+        if params.prompt is not None:
+            prompts = (await self.info())["prompts"]
+            if not prompts["accepted"]:
+                raise ApiError(422, "prompts_unavailable", f"this server cannot read free-text prompts "
+                                                           f"({prompts['reason']}); use a label")
         return params, await self._decode(image_bytes)
 
     async def _sample(self, params, image: np.ndarray, job: Optional[str] = None) -> Dict[str, Any]:
@@ -149,7 +156,8 @@ class Ingress:
             raise saturated("the sampler")
         self.in_flight += 1
         try:
-            return await self.generator.generate.remote({"image": image, "label": params.label, "seed": params.seed,
+            return await self.generator.generate.remote({"image": image, "label": params.label,
+                                                         "prompt": params.prompt, "seed": params.seed,
                                                          "sampler": params.sampler, "steps": params.steps,
                                                          "guidance": params.guidance, "frames": params.frames,
                                                          "job": job})
@@ -160,7 +168,7 @@ class Ingress:
 
     async def _metadata(self, params, result: Dict[str, Any]) -> Dict[str, Any]:
         info = await self.info()
-        return {"label": params.label, "seed": params.seed, "sampler": params.sampler, "steps": params.steps,
+        return {"label": params.label, "prompt": params.prompt, "seed": params.seed, "sampler": params.sampler, "steps": params.steps,
                 "guidance": params.guidance, "frames": params.frames, "format": params.format,
                 "checkpoint_hash": info["checkpoint_hash"], "batch_size": result["batch_size"],
                 "replica": result["replica"]}
@@ -188,7 +196,7 @@ class Ingress:
         owner = self._authorise(request)
         params, image = await self._prepare(request)
         job_id = secrets.token_urlsafe(18)
-        public = {k: getattr(params, k) for k in ("label", "sampler", "steps", "guidance", "seed", "frames")}
+        public = {k: getattr(params, k) for k in ("label", "prompt", "sampler", "steps", "guidance", "seed", "frames")}
         if not await self.board.create.remote(job_id, owner, public):
             raise saturated("the job queue")
         task = asyncio.get_running_loop().create_task(self._run_job(job_id, params, image))

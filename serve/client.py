@@ -31,7 +31,8 @@ class LFDMClient:
         return self._check(self.http.get("/healthz")).json()
 
     def generate(self, image_path: str, label: Optional[str] = None, *, format: str = "mp4", **params) -> Tuple[bytes, dict]:
-        """-> (video bytes, metadata). params: sampler, steps, guidance, seed, frames."""
+        """-> (video bytes, metadata). params: prompt (free text instead of a label), sampler, steps, guidance,
+        seed, frames."""
         with open(image_path, "rb") as f:
             data = {k: str(v) for k, v in {"label": label, "format": format, **params}.items() if v is not None}
             response = self._check(self.http.post("/v1/generate", files={"image": (image_path, f)}, data=data))

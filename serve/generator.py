@@ -1,7 +1,8 @@
 """The generator deployment: holds the pipeline on its device and runs batches of requests.
 
 Compatible requests (same sampler, steps, guidance, frames) of a batch run as one pipeline call; per-request
-seeds keep every video independent of its batch. Requests of the jobs API carry a job id: the sampler's
+seeds keep every video independent of its batch. Each replica loads the model's text encoder once, offline, for
+free-text prompts; where it cannot, prompts are refused with the reason (``info()["prompts"]``). Requests of the jobs API carry a job id: the sampler's
 progress callback reports their step to the job board, and asks it (at most every half second) whether every
 job of the call was cancelled, in which case the call stops at that step and frees its batch slot.
 """
@@ -28,14 +29,20 @@ class Generator:
         from lfdm.device import pick_device
         from lfdm.pipelines.image_to_video import ImageToVideoPipeline
         self.device = str(pick_device())
+        from lfdm.models.text import TextEncoderError
         self.pipe = ImageToVideoPipeline.load(checkpoint, device=self.device)
+        try:                      # once per replica, offline; a model whose encoder is not here serves labels only
+            self.pipe.prompt_encoder.load()
+            self.prompts = {"accepted": True, "reason": None}
+        except TextEncoderError as exc:
+            self.prompts = {"accepted": False, "reason": str(exc)}
         self.replica = serve.get_replica_context().replica_id.unique_id      # which replica served a request
         self.board = board
         self.generate.set_max_batch_size(max_batch_size)
         self.generate.set_batch_wait_timeout_s(batch_wait_timeout_s)
 
     def info(self) -> Dict[str, Any]:
-        return {"checkpoint_hash": self.pipe.checkpoint_hash, "device": self.device}
+        return {"checkpoint_hash": self.pipe.checkpoint_hash, "device": self.device, "prompts": self.prompts}
 
     def check_health(self) -> None:
         if self.pipe is None:
@@ -58,6 +65,7 @@ class Generator:
             images = torch.stack([torch.tensor(requests[i]["image"]) for i in idx])   # object-store arrays are read-only
             try:
                 out = self.pipe(images, [requests[i]["label"] for i in idx], seeds=[requests[i]["seed"] for i in idx],
+                                prompts=[requests[i].get("prompt") for i in idx],
                                 sampler=sampler, steps=steps, guidance=guidance, num_frames=frames,
                                 callback=self._progress(jobs, all_jobs=len(jobs) == len(idx)) if jobs else None)
             except Cancelled:

@@ -13,6 +13,7 @@ from typing import Any, Dict, Literal, Optional, Sequence, Type, get_args
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from lfdm.diffusion.samplers import SAMPLERS, check_sampler
+from lfdm.models.text import MAX_PROMPT_CHARS
 
 FORMATS = {"mp4": "video/mp4", "gif": "image/gif", "npz": "application/octet-stream", "json": "application/json"}
 # relative cost of one sampler step per frame: the classifier-free-guidance batch doubles it
@@ -29,6 +30,7 @@ class Limits:
     max_frames: int = 64
     max_guidance: float = 20.0
     max_seed: int = 2**63 - 1
+    max_prompt_chars: int = MAX_PROMPT_CHARS   # free-text prompts: longer ones are refused (422), not truncated
     max_cost: int = 64 * 1000 * 2        # per request, in COST_UNIT: ddpm-1000 with guidance on 64 frames
     max_in_flight: int = 64              # generation requests one ingress replica forwards at once; more -> 503
     body_timeout_s: float = 30.0         # the whole request body must arrive within this time; else 408
@@ -59,7 +61,11 @@ def request_model(labels: Sequence[str], defaults: dict, limits: Limits) -> Type
     return create_model(
         "GenerateParameters",
         __config__=ConfigDict(extra="forbid", strict=False),
-        label=(label_type, Field(None, description="one of GET /v1/labels; null or omitted: stochastic generation")),
+        label=(label_type, Field(None, description="one of GET /v1/labels; null or omitted (and no prompt): "
+                                                   "stochastic generation")),
+        prompt=(Optional[str], Field(None, max_length=limits.max_prompt_chars,
+                                     description=f"free text describing the motion instead of a label, e.g. 'slide "
+                                                 f"it to the left'; 1..{limits.max_prompt_chars} characters")),
         sampler=(Literal[tuple(SAMPLERS)], Field(defaults["sampler"])),
         steps=(Optional[int], Field(None, ge=1, le=max(limits.max_steps, defaults["timesteps"]),
                                     description=f"sampler steps; default: the model's for its sampler, all "
@@ -75,6 +81,7 @@ def request_model(labels: Sequence[str], defaults: dict, limits: Limits) -> Type
 @dataclass(frozen=True)
 class GenerateParams:
     label: Optional[str]
+    prompt: Optional[str]
     sampler: str
     steps: int
     guidance: float
@@ -90,6 +97,14 @@ def validate_params(raw: Dict[str, Any], model: Type[BaseModel], defaults: dict,
         p = model.model_validate(raw)
     except ValidationError as exc:
         raise _api_error(exc, model) from None
+    prompt = None
+    if p.prompt is not None:
+        prompt = p.prompt.strip()
+        if not prompt:
+            raise ApiError(422, "empty_prompt", "prompt is empty: describe the motion (e.g. 'slide it to the left'), "
+                                                "or omit it")
+        if p.label is not None:
+            raise ApiError(422, "conflicting_parameters", "give a label or a prompt, not both")
     steps = p.steps
     if steps is None:
         steps = (defaults["timesteps"] if SAMPLERS[p.sampler].all_steps
@@ -104,7 +119,7 @@ def validate_params(raw: Dict[str, Any], model: Type[BaseModel], defaults: dict,
     if cost > limits.max_cost:
         raise ApiError(422, "too_costly", f"this request costs {cost} ({COST_UNIT}); this server allows at most "
                                           f"{limits.max_cost} per request: use fewer steps or frames")
-    return GenerateParams(p.label, p.sampler, steps, p.guidance, p.seed, p.frames, p.format)
+    return GenerateParams(p.label, prompt, p.sampler, steps, p.guidance, p.seed, p.frames, p.format)
 
 
 def _api_error(exc: ValidationError, model: Type[BaseModel]) -> ApiError:
@@ -117,6 +132,9 @@ def _api_error(exc: ValidationError, model: Type[BaseModel]) -> ApiError:
     if field == "label" and kind == "literal_error":
         return ApiError(422, "unknown_label", f"unknown label {_short(error.get('input'))}; this model accepts: "
                                               f"{_labels(model)}")
+    if field == "prompt" and kind == "string_too_long":
+        return ApiError(422, "prompt_too_long", f"prompt: {error['msg']}, got {len(error.get('input') or '')} "
+                                                f"characters")
     if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
         return ApiError(422, "out_of_range", f"{field}: {error['msg']}, got {_short(error.get('input'))}")
     return ApiError(422, "invalid_parameter", f"{field}: {error['msg']}, got {_short(error.get('input'))}")

@@ -33,12 +33,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     from lfdm.data.manifest import ManifestError
     from lfdm.data.readers import LayoutError
     from lfdm.io.video import VideoError
+    from lfdm.data.phrasings import PhrasingError
     from lfdm.label_embeddings import LabelEmbeddingsError
     from lfdm.models.text import TextEncoderError
     from lfdm.runs import RunError
     from lfdm.training.flow_cache import FlowCacheError
     known = (CommandError, ConfigError, ManifestError, LayoutError, VideoError, FileNotFoundError, CheckpointError,
-             FlowCacheError, TextEncoderError, RunError, LabelEmbeddingsError)
+             FlowCacheError, TextEncoderError, RunError, LabelEmbeddingsError, PhrasingError)
     try:
         return int(args.func(args) or 0)
     except known as exc:

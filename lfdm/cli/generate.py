@@ -6,10 +6,14 @@ import os
 
 
 def register(sub) -> None:
-    p = sub.add_parser("generate", help="image + class label -> video")
+    p = sub.add_parser("generate", help="image + class label or free-text prompt -> video")
     p.add_argument("--checkpoint", required=True, help="full model checkpoint (kind lfdm)")
     p.add_argument("--image", required=True)
-    p.add_argument("--label", help="class label from the checkpoint's list; omit for stochastic generation")
+    condition = p.add_mutually_exclusive_group()
+    condition.add_argument("--label", help="class label from the checkpoint's list; omit both --label and --prompt for "
+                                           "stochastic generation")
+    condition.add_argument("--prompt", help="free text describing the motion, e.g. 'slide it to the left' (loads the "
+                                            "checkpoint's text encoder, offline)")
     p.add_argument("--out", required=True, help=".mp4 or .gif (the video), or .npz (frames, flows, occlusions)")
     p.add_argument("--strip", action="store_true", help="write input | generated | flow | occlusion side by side")
     add_sample_overrides(p)
@@ -65,6 +69,7 @@ def _generate(args) -> int:
     from lfdm.io import storage
     from lfdm.data.images_in import ImageError, decode_image, image_tensor
     from lfdm.io.outputs import encode, frames_uint8, npz_bytes, strip_frames
+    from lfdm.models.text import check_prompt
     suffix = os.path.splitext(args.out)[1].lower().lstrip(".")
     if suffix not in ("mp4", "gif", "npz"):
         raise CommandError(f"--out must end in .mp4, .gif or .npz, not {args.out!r}")
@@ -77,15 +82,20 @@ def _generate(args) -> int:
         image = image_tensor(decode_image(storage.read_bytes(args.image), args.image, reduce_to=size), size)
     except (ImageError, FileNotFoundError) as exc:
         raise CommandError(str(exc)) from exc
+    if args.prompt is not None:
+        try:
+            check_prompt(args.prompt)
+        except ValueError as exc:
+            raise CommandError(f"--prompt: {exc}") from None
     cfg = pipe.config.sample
-    out = pipe(image[None], [args.label], seeds=[cfg.seed])
+    out = pipe(image[None], [args.label], prompts=[args.prompt], seeds=[cfg.seed])
     if suffix == "npz":
         storage.write_bytes(args.out, npz_bytes(frames_uint8(out.frames[0]), out.flows[0], out.occlusions[0, 0]))
     else:
         frames = (strip_frames(image, out.frames[0], out.flows[0], out.occlusions[0]) if args.strip
                   else frames_uint8(out.frames[0]))
         storage.write_bytes(args.out, encode(frames, suffix, args.fps))
-    print(json.dumps({"out": args.out, "label": args.label, "seed": cfg.seed, "sampler": cfg.sampler,
+    print(json.dumps({"out": args.out, "label": args.label, "prompt": args.prompt, "seed": cfg.seed, "sampler": cfg.sampler,
                       "steps": cfg.steps, "guidance": cfg.guidance, "frames": int(out.frames.shape[2])}))
     return 0
 

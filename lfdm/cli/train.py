@@ -42,8 +42,8 @@ def _lfae(args) -> int:
 def _dm(args) -> int:
     from lfdm.training.dm_stage import build_dm_stage, label_conditions
     cfg, device = _config(args)
-    labels, text = label_conditions(cfg, args.lfae, args.flows)
-    print(_run(build_dm_stage(cfg, args.lfae, args.flows, device, labels=labels, text_embeddings=text), args, device))
+    conditions = label_conditions(cfg, args.lfae, args.flows)
+    print(_run(build_dm_stage(cfg, args.lfae, args.flows, device, conditions=conditions), args, device))
     return 0
 
 

@@ -1,4 +1,5 @@
-"""Image(s) + class label(s) -> videos, latent flows and occlusion maps (paper Sec. 3.3, Fig. 2)."""
+"""Image(s) + class label(s) or free-text prompt(s) -> videos, latent flows and occlusion maps (paper Sec. 3.3,
+Fig. 2)."""
 from __future__ import annotations
 
 import copy
@@ -16,7 +17,8 @@ from lfdm.diffusion.samplers import PerVideoNoise, sample
 from lfdm.diffusion.schedule import cosine_schedule
 from lfdm.flow_target import target_to_flow
 from lfdm.models.autoencoder import LatentFlowAutoencoder
-from lfdm.models.text import label_index
+from lfdm.models.text import PromptEncoder, embed_labels, label_index
+from lfdm.models.text_map import TextMap
 from lfdm.models.unet3d import UNet3D
 
 
@@ -29,7 +31,7 @@ class GeneratedVideos:
 
 class ImageToVideoPipeline:
     def __init__(self, config: LFDMConfig, lfae: LatentFlowAutoencoder, unet: UNet3D, labels: Sequence[str],
-                 text_embeddings: torch.Tensor):
+                 text_embeddings: torch.Tensor, text_map: Optional[TextMap] = None):
         if text_embeddings.shape != (len(labels), config.unet.text_dim):
             raise ValueError(f"text embeddings {tuple(text_embeddings.shape)} do not fit {len(labels)} labels "
                              f"x unet.text_dim={config.unet.text_dim}")
@@ -38,6 +40,8 @@ class ImageToVideoPipeline:
         self.unet = unet.eval()
         self.labels = list(labels)
         self.text_embeddings = text_embeddings
+        self.text_map = text_map           # raw sentence embedding -> condition, fitted by the run (None: identity)
+        self._prompt_encoder: Optional[PromptEncoder] = None
         self.prediction = Prediction(config.diffusion.prediction, cosine_schedule(config.diffusion))
         self.checkpoint_hash = ""          # of the weights it was loaded from ("" when built in memory)
 
@@ -52,14 +56,15 @@ class ImageToVideoPipeline:
         lfae, _ = ckpt.load_lfae(loaded)
         unet = UNet3D(loaded.config.unet)
         ckpt.load_state_strict(unet, loaded.subset("unet."), "U-Net", uri)
-        pipe = cls(loaded.config, lfae, unet, loaded.labels, loaded.tensors["text.embeddings"])
+        pipe = cls(loaded.config, lfae, unet, loaded.labels, loaded.tensors["text.embeddings"],
+                   text_map=TextMap.from_tensors(loaded.tensors))
         pipe.checkpoint_hash = loaded.weights_hash
         return pipe.to(device)
 
     def save(self, uri: str, extra: Optional[dict] = None) -> None:
         """Write the pipeline as a full generation checkpoint (kind "lfdm") that ``load`` reads back."""
         tensors = {**ckpt.with_prefix("lfae.", self.lfae.state_dict()), **ckpt.with_prefix("unet.", self.unet.state_dict()),
-                   "text.embeddings": self.text_embeddings}
+                   "text.embeddings": self.text_embeddings, **(self.text_map.tensors() if self.text_map else {})}
         ckpt.save_checkpoint(uri, self.config, tensors, kind="lfdm", labels=self.labels, extra=extra)
 
     def with_overrides(self, overrides: Mapping[str, object]) -> "ImageToVideoPipeline":
@@ -71,6 +76,16 @@ class ImageToVideoPipeline:
         pipe = copy.copy(self)                   # shares the modules and embeddings
         pipe.config = with_overrides(self.config, overrides).validate()
         return pipe
+
+    @property
+    def prompt_encoder(self) -> PromptEncoder:
+        """Free text -> conditions with the run's text encoder and map; the encoder loads on first use (once)."""
+        if self._prompt_encoder is None:
+            t, text_map = self.config.text, self.text_map
+            if text_map is None and t.whiten:     # checkpoints from before the map was stored: refit it on the labels
+                text_map = TextMap.fit(embed_labels(self.labels, t.encoder, t.max_length), range(len(self.labels)))
+            self._prompt_encoder = PromptEncoder(t.encoder, t.max_length, text_map, self.config.unet.text_dim)
+        return self._prompt_encoder
 
     @property
     def device(self) -> torch.device:
@@ -86,24 +101,32 @@ class ImageToVideoPipeline:
     def __call__(self, images: torch.Tensor, labels: Sequence[Optional[str]], *, seeds: Sequence[int],
                  sampler: Optional[str] = None, steps: Optional[int] = None,
                  guidance: Optional[float] = None, eta: Optional[float] = None,
-                 num_frames: Optional[int] = None,
+                 num_frames: Optional[int] = None, prompts: Optional[Sequence[Optional[str]]] = None,
                  callback: Optional[Callable[[int, int], None]] = None) -> GeneratedVideos:
         """images (B, 3, S, S) in [0, 1]; one seed per video (its noise generator, so a video does not
-        depend on its batch); a label of None generates from the null condition (stochastic I2V).
+        depend on its batch); per video a label, or a free-text prompt (with label None), or neither: the
+        null condition (stochastic I2V).
         Settings left None take the config's ``sample.*``; ``callback(i, total)`` after each sampler step."""
         cfg = self.config.sample
         sampler, steps = sampler or cfg.sampler, steps or cfg.steps
         guidance = cfg.guidance if guidance is None else guidance
         k = num_frames or self.config.data.num_frames
         device, b = self.device, images.shape[0]
-        if len(labels) != b or len(seeds) != b:
-            raise ValueError("need one label and one seed per image")
+        prompts = [None] * b if prompts is None else list(prompts)
+        if len(labels) != b or len(seeds) != b or len(prompts) != b:
+            raise ValueError("need one label (or prompt) and one seed per image")
+        if any(lab is not None and p is not None for lab, p in zip(labels, prompts)):
+            raise ValueError("give each video a label or a prompt, not both")
         images = images.to(device)
 
-        # 1. class conditions: stored text embeddings, or the null embedding for label None
-        use_null = torch.tensor([lab is None for lab in labels], device=device)
+        # 1. conditions: a label's stored embedding, a prompt's through the text encoder and map, else null
+        use_null = torch.tensor([lab is None and p is None for lab, p in zip(labels, prompts)], device=device)
         index = torch.tensor([0 if lab is None else label_index(self.labels, lab) for lab in labels], device=device)
         text = self.text_embeddings[index]
+        asked = [i for i, p in enumerate(prompts) if p is not None]
+        if asked:
+            text = text.clone()
+            text[asked] = self.prompt_encoder([prompts[i] for i in asked]).to(device, text.dtype)
 
         # 2. the source encoding, once per video: decoder skips, z0 and z0's share of the first conv
         skips = self.lfae.encode(images)

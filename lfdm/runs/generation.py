@@ -30,6 +30,7 @@ from lfdm.data.manifest import VideoRecord, read_manifest
 from lfdm.diffusion.samplers import check_sampler
 from lfdm.io import storage
 from lfdm.io.outputs import encode, frames_uint8, npz_bytes
+from lfdm.models.text import check_prompt
 from lfdm.pipelines.image_to_video import GeneratedVideos, ImageToVideoPipeline
 from lfdm.runs import RunError
 from lfdm.runs.plan import plan_generation
@@ -49,6 +50,9 @@ class GenerationSettings:
     guidance: Optional[float] = None
     eta: Optional[float] = None
     stochastic: bool = False            # null condition (paper Table 4)
+    # {class: [free-text prompt, ...]}: videos from these sentences instead of the labels; each video's label is
+    # the class its sentence should produce (lfdm.runs.plan), which evaluation scores it against
+    prompts: Optional[Dict[str, Tuple[str, ...]]] = None
     batch_size: int = 4
     formats: Tuple[str, ...] = ("npy",)  # npy (uint8 frames, for evaluation), mp4, npz (+ flows, occlusions)
     fps: float = 10.0
@@ -78,13 +82,16 @@ def prepare(run_uri: str, manifest_uri: str, settings: GenerationSettings) -> Li
         check_sampler(sampler, steps, info.config.diffusion.timesteps, eta)
     except ValueError as exc:
         raise RunError(f"generation settings: {exc}") from None
-    rows = [asdict(r) for r in plan_generation(
-        read_manifest(manifest_uri), g.num_videos, split=g.split, run_seed=g.seed, sampler=sampler, steps=steps,
-        guidance=guidance, eta=eta, checkpoint_hash=weights_hash(g.checkpoint), labels=info.labels,
-        stochastic=g.stochastic, batch_size=g.batch_size)]
+    try:
+        rows = [asdict(r) for r in plan_generation(
+            read_manifest(manifest_uri), g.num_videos, split=g.split, run_seed=g.seed, sampler=sampler, steps=steps,
+            guidance=guidance, eta=eta, checkpoint_hash=weights_hash(g.checkpoint), labels=info.labels,
+            stochastic=g.stochastic, batch_size=g.batch_size, prompts=checked_prompts(g.prompts))]
+    except ValueError as exc:
+        raise RunError(f"generation settings: {exc}") from None
     plan_uri = storage.join(run_uri, PLAN)
     if storage.exists(plan_uri):
-        old = storage.read_parquet(plan_uri).to_pylist()
+        old = [{"prompt": None, **r} for r in storage.read_parquet(plan_uri).to_pylist()]   # plans from before prompts
         if old != rows:
             differ = sorted({k for a, b in zip(old, rows) for k in a if a.get(k) != b.get(k)}
                             | ({"num_videos"} if len(old) != len(rows) else set()))
@@ -94,6 +101,17 @@ def prepare(run_uri: str, manifest_uri: str, settings: GenerationSettings) -> Li
         storage.write_parquet(pa.Table.from_pylist(rows), plan_uri)
     sweep(run_uri)
     return rows
+
+
+def checked_prompts(prompts) -> Optional[Dict[str, List[str]]]:
+    """generation.prompts as {class: [stripped sentence, ...]}, or an error naming what is wrong with it."""
+    if not prompts:
+        return None
+    if not isinstance(prompts, dict) or not all(isinstance(k, str) and isinstance(v, (list, tuple)) and v
+                                                 for k, v in prompts.items()):
+        raise ValueError("generation.prompts must map each class to a non-empty list of sentences, "
+                         "e.g. {\"move left\": [\"slide it to the left\"]}")
+    return {label: [check_prompt(p) for p in sentences] for label, sentences in prompts.items()}
 
 
 def sweep(run_uri: str) -> int:
@@ -132,8 +150,9 @@ def generate_rows(pipe: ImageToVideoPipeline, records: Dict[str, VideoRecord],
     size = pipe.config.data.image_size
     images = torch.cat([load_frames(records[r["source_video_id"]], [int(r["source_frame"])], size, cache=False)
                         for r in rows])
-    out = pipe(images, [r["label"] for r in rows], seeds=[int(r["seed"]) for r in rows], sampler=sampler,
-               steps=steps, guidance=guidance, eta=eta)
+    prompts = [r.get("prompt") for r in rows]
+    out = pipe(images, [None if p else r["label"] for r, p in zip(rows, prompts)], prompts=prompts,
+               seeds=[int(r["seed"]) for r in rows], sampler=sampler, steps=steps, guidance=guidance, eta=eta)
     return images, out
 
 

@@ -1,12 +1,13 @@
 """Stage 2 as a ``Stage``: the conditional 3D U-Net on clips sampled from the flow cache.
 
-The labels come from the cache and their text embeddings are computed once, by whoever builds the run
-(``label_conditions``), never by every worker. The final model is a full generation checkpoint (kind
-"lfdm": frozen auto-encoder, EMA U-Net weights, labels, text embeddings), written by the pipeline.
+The labels come from the cache and the text embeddings of their sentences are computed once, by whoever builds
+the run (``label_conditions``), never by every worker. The final model is a full generation checkpoint (kind
+"lfdm": frozen auto-encoder, EMA U-Net weights, labels, their conditions and the text map), written by the
+pipeline.
 """
 from __future__ import annotations
 
-from typing import List, Sequence, Tuple
+from typing import Sequence
 
 import torch
 
@@ -14,9 +15,10 @@ from lfdm import checkpoint as ckpt
 from lfdm.config import LFDMConfig
 from lfdm.diffusion.parameterisation import Prediction
 from lfdm.diffusion.schedule import cosine_schedule
+from lfdm.data.phrasings import phrasings_for
 from lfdm.io.images import grid, save_png
 from lfdm.io.seeding import seeded
-from lfdm.models.text import condition_embeddings
+from lfdm.models.text import TextConditions, run_conditions
 from lfdm.models.unet3d import UNet3D
 from lfdm.pipelines.image_to_video import ImageToVideoPipeline
 from lfdm.training.dm_data import CachedClipDataset
@@ -28,14 +30,14 @@ from lfdm.training.stage import Stage
 from lfdm.training.steps import TrainState
 
 
-def label_conditions(cfg: LFDMConfig, lfae_uri: str, flows_uri: str) -> Tuple[List[str], torch.Tensor]:
-    """(labels, text embeddings (n, text_dim)) of a run, after checking the cache fits the auto-encoder."""
+def label_conditions(cfg: LFDMConfig, lfae_uri: str, flows_uri: str) -> TextConditions:
+    """The conditions of a run's labels and sentences, after checking the cache fits the auto-encoder."""
     labels = list(check_cache(cfg, lfae_uri, flows_uri)["classes"])
-    return labels, condition_embeddings(cfg.text, labels, cfg.unet.text_dim)
+    return run_conditions(cfg.text, labels, cfg.unet.text_dim, phrasings_for(cfg.text.phrasings, labels))
 
 
 def build_dm_stage(cfg: LFDMConfig, lfae_uri: str, flows_uri: str, device: torch.device, *,
-                   labels: Sequence[str], text_embeddings: torch.Tensor) -> Stage:
+                   conditions: TextConditions) -> Stage:
     videos = sorted(load_cache(flows_uri, split="train").values(), key=lambda v: v.video_id)
     if not videos:
         raise FlowCacheError(f"flow cache {flows_uri} has no train-split videos")
@@ -44,16 +46,20 @@ def build_dm_stage(cfg: LFDMConfig, lfae_uri: str, flows_uri: str, device: torch
     with seeded(sc.seed, "init"):                                 # reproducible runs start from the same weights
         unet = UNet3D(cfg.unet)
     jitter = cfg.data.clip_jitter if cfg.data.clip_color_jitter else None
-    objective = DmObjective(unet, Prediction(d.prediction, cosine_schedule(d)), text_embeddings, d.cond_drop_prob,
-                            encoder=lfae.encoder if jitter else None, jitter=jitter,
-                            min_snr_gamma=d.min_snr_gamma if d.loss_weighting == "min_snr" else None).to(device)
+    objective = DmObjective(unet, Prediction(d.prediction, cosine_schedule(d)), conditions.label_embeddings,
+                            d.cond_drop_prob, encoder=lfae.encoder if jitter else None, jitter=jitter,
+                            min_snr_gamma=d.min_snr_gamma if d.loss_weighting == "min_snr" else None,
+                            phrasings=(conditions.phrasing_embeddings, conditions.phrasing_classes)).to(device)
     optimizer = build_optimizer(unet.parameters(), sc)
     ema = EMA(unet, sc.ema_decay) if sc.ema_decay else None
     state = TrainState(objective, optimizer, build_scheduler(optimizer, sc), ema=ema, ema_source=unet)
-    labels = tuple(labels)
+    labels, text_map = tuple(conditions.labels), conditions.text_map
 
     def network() -> UNet3D:
         return state.ema.shadow if state.ema is not None else unet
+
+    def pipeline() -> ImageToVideoPipeline:
+        return ImageToVideoPipeline(cfg, lfae, network(), labels, objective.text_embeddings, text_map=text_map)
 
     def step_tensors():
         return {**ckpt.with_prefix("unet.", unet.state_dict()), "text.embeddings": objective.text_embeddings}
@@ -63,11 +69,10 @@ def build_dm_stage(cfg: LFDMConfig, lfae_uri: str, flows_uri: str, device: torch
         objective.text_embeddings.copy_(loaded.tensors["text.embeddings"])     # exactly the run's conditions
 
     def export(uri: str, provenance: dict) -> None:
-        pipe = ImageToVideoPipeline(cfg, lfae, network(), labels, objective.text_embeddings)
-        pipe.save(uri, extra={**provenance, "ema": state.ema is not None})
+        pipeline().save(uri, extra={**provenance, "ema": state.ema is not None})
 
     def sample(batch: dict, uri: str) -> None:
-        save_dm_samples(ImageToVideoPipeline(cfg, lfae, network(), labels, objective.text_embeddings), videos[:2], uri)
+        save_dm_samples(pipeline(), videos[:2], uri)
 
     dataset = CachedClipDataset(videos, cfg.data, seed=sc.seed, residual_flow=d.residual_flow,
                                 flow_scale=d.flow_scale)

@@ -53,6 +53,10 @@ def server(ray_session, tmp_path_factory):
         serve.run(build_app({**base, "auth": False, "limits": limits}), name="open", route_prefix="/open")
         serve.run(build_app({**base, "limits": {**limits, "max_steps": 2, "max_frames": 3, "max_cost": 6}}),
                   name="fuzz", route_prefix="/fuzz")
+        no_encoder = save_tiny_model(str(tmp_path_factory.mktemp("serve") / "no_encoder"), LABELS,
+                                     {"sample.sampler": "ddim", "sample.steps": 3, "text.encoder": "/no/such/encoder"})
+        serve.run(build_app({**base, "checkpoint": no_encoder, "auth": False, "limits": limits}), name="labels_only",
+                  route_prefix="/labels_only")
     finally:
         os.environ.pop(TOKEN_ENV) if previous is None else os.environ.__setitem__(TOKEN_ENV, previous)
     yield f"http://127.0.0.1:{port}"
@@ -126,6 +130,11 @@ def test_base64_json_input_and_determinism_by_seed(server):
     ({"files": {"image": ("x.png", png())}, "data": {"label": "zoom in", "sampler": "euler"}}, 422, "invalid_parameter"),
     ({"files": {"image": ("x.png", png())}, "data": {"label": "zoom in", "format": "avi"}}, 422, "invalid_parameter"),
     ({"files": {"image": ("x.png", png())}, "data": {"label": "zoom in", "checkpoint": "/etc/passwd"}}, 422, "unknown_parameter"),
+    ({"files": {"image": ("x.png", png())}, "data": {"prompt": "   "}}, 422, "empty_prompt"),
+    ({"json": {"image_base64": base64.b64encode(png()).decode(), "prompt": ""}}, 422, "empty_prompt"),
+    ({"files": {"image": ("x.png", png())}, "data": {"prompt": "move " * 41}}, 422, "prompt_too_long"),
+    ({"files": {"image": ("x.png", png())}, "data": {"prompt": "slide left", "label": "zoom in"}}, 422,
+     "conflicting_parameters"),
     ({"data": {"label": "zoom in"}, "files": {"other": ("x.png", png())}}, 422, "missing_image"),
     ({"content": b'{"image_base64": "abc", ', "headers": {"content-type": "application/json"}}, 400, "malformed_json"),
     ({"json": {"image_base64": "%%%notbase64%%%", "label": "zoom in"}}, 422, "invalid_image"),
@@ -136,6 +145,28 @@ def test_bad_input_gets_a_4xx_json_error_naming_the_problem(server, case, status
     assert_error(r, status, code)
     if code == "unknown_label":
         assert "move left" in r.json()["error"]["message"]
+
+
+def test_free_text_prompts_and_a_model_that_cannot_read_them(server):
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    assert httpx.get(server + "/v1/labels", timeout=60, headers=headers).json()["prompts"] == {
+        "accepted": True, "reason": None}
+    body = {"image_base64": base64.b64encode(png(seed=1)).decode(), "prompt": " slide it to the left ",
+            "format": "npz", "seed": 7}
+    a, b = post(server, json=body), post(server, json={**body, "prompt": "spin it clockwise"})
+    assert a.status_code == b.status_code == 200, a.text
+    meta = json.loads(a.headers["X-LFDM-Metadata"])
+    assert meta["prompt"] == "slide it to the left" and meta["label"] is None
+    assert not np.array_equal(*(np.load(io.BytesIO(r.content))["flows"] for r in (a, b)))
+    schema = httpx.get(server + "/openapi.json", timeout=60).json()
+    body_schema = schema["paths"]["/v1/generate"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert body_schema["properties"]["prompt"]["anyOf"][0]["maxLength"] == 200
+    info = httpx.get(server + "/labels_only/v1/labels", timeout=60).json()
+    assert not info["prompts"]["accepted"] and "/no/such/encoder" in info["prompts"]["reason"]
+    assert_error(post(server, "/labels_only/v1/generate", json=body, token=None), 422, "prompts_unavailable")
+    r = post(server, "/labels_only/v1/generate", json={**{k: v for k, v in body.items() if k != "prompt"},
+                                                       "label": "zoom in"}, token=None)
+    assert r.status_code == 200
 
 
 def test_bearer_token_applies_to_everything_but_liveness(server):
@@ -236,6 +267,7 @@ def test_images_a_decoder_chokes_on_are_422(server, name):
     (b'{"image_base64": "aGk=", "format": {"a": 1}}', 422, "invalid_parameter"),
     (b'{"image_base64": "aGk=", "steps": 2.5}', 422, "invalid_parameter"),
     (b'{"image_base64": "aGk=", "label": ["zoom in"]}', 422, "unknown_label"),
+    (b'{"image_base64": "aGk=", "prompt": ["move up"]}', 422, "invalid_parameter"),
     (b'{"image_base64": ' + b"[" * 50_000 + b"]" * 50_000 + b"}", 400, "malformed_json"),
     (b'{"x": ' * 20_000 + b"1" + b"}" * 20_000, 400, "malformed_json"),
     (b'[1, 2]', 400, "malformed_json"),
@@ -381,7 +413,8 @@ def test_fuzzed_requests_never_get_a_server_error(server):
     values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5),
                                                                                               inner, max_size=3),
                           max_leaves=6)
-    keys = st.sampled_from(["label", "sampler", "steps", "guidance", "seed", "frames", "format", "checkpoint", "x"])
+    keys = st.sampled_from(["label", "prompt", "sampler", "steps", "guidance", "seed", "frames", "format", "checkpoint",
+                            "x"])
     images = st.one_of(st.just(png()), st.just(png()[:50]), st.binary(max_size=200), st.just(png_bytes(3, 400)))
 
     @settings(max_examples=60, deadline=None, derandomize=True,

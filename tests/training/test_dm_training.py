@@ -50,12 +50,13 @@ def test_dm_cli_train_resume_generate(tmp_path, tiny_dataset, tiny_lfae, capsys)
                 "--out", cache]) == 0
     out = str(tmp_path / "dm")
     base = ["train", "dm", "--preset", "tiny", "--lfae", tiny_lfae, "--flows", cache, "--out", out]
-    assert cli(base + ["--override", "train.dm.steps=2"]) == 0
-    assert cli(base + ["--override", "train.dm.steps=4"]) == 0
+    assert cli(base + ["--override", "train.dm.steps=2", "text.phrasings=synthetic"]) == 0
+    assert cli(base + ["--override", "train.dm.steps=4", "text.phrasings=synthetic"]) == 0
     assert "resuming stage 2" in capsys.readouterr().out
     loaded = ckpt.read_checkpoint(out)
     assert loaded.kind == "lfdm" and loaded.extra["step"] == 4 and loaded.extra["ema"]
     assert loaded.labels[0] == "move left" and loaded.tensors["text.embeddings"].shape == (9, 384)
+    assert loaded.tensors["text.map.project"].shape == (384, 8) and loaded.config.text.phrasings == "synthetic"
     frame = next(p for p in (root / "videos").iterdir())
     from lfdm.io.video import read_frames
     from PIL import Image
@@ -63,6 +64,30 @@ def test_dm_cli_train_resume_generate(tmp_path, tiny_dataset, tiny_lfae, capsys)
     assert cli(["generate", "--checkpoint", out, "--image", str(tmp_path / "f.png"), "--label", "zoom in",
                 "--out", str(tmp_path / "v.mp4"), "--steps", "3"]) == 0
     assert os.path.getsize(tmp_path / "v.mp4") > 0
+    assert cli(["generate", "--checkpoint", out, "--image", str(tmp_path / "f.png"), "--prompt", "spin it clockwise",
+                "--out", str(tmp_path / "p.mp4"), "--steps", "3"]) == 0
+    assert os.path.getsize(tmp_path / "p.mp4") > 0
+
+
+def test_phrasings_draw_a_sentence_of_each_clips_own_class():
+    from lfdm.diffusion.parameterisation import Prediction
+    from lfdm.diffusion.schedule import cosine_schedule
+    from lfdm.models.unet3d import UNet3D
+    from lfdm.training.dm_objective import DmObjective
+    cfg = get_preset("tiny")
+    labels = torch.randn(3, cfg.unet.text_dim)
+    classes = torch.tensor([0, 1, 1, 2, 2, 2, 0])                       # sentences 0..6 of classes 0, 1, 2
+    sentences = torch.randn(7, cfg.unet.text_dim)
+    objective = DmObjective(UNet3D(cfg.unet), Prediction("x0", cosine_schedule(cfg.diffusion)), labels, 0.1,
+                            phrasings=(sentences, classes))
+    label = torch.tensor([0, 1, 2] * 200)
+    drawn = objective._sentences(label, torch.Generator().manual_seed(0))          # (600, D)
+    which = (drawn[:, None] == sentences[None]).all(-1).float().argmax(1)             # the sentence of each row
+    assert torch.equal(classes[which], label)                                         # always its own class
+    assert set(which.tolist()) == set(range(7))                                       # every sentence drawn
+    single = DmObjective(UNet3D(cfg.unet), Prediction("x0", cosine_schedule(cfg.diffusion)), labels, 0.1,
+                         phrasings=(labels, torch.arange(3)))
+    assert not single.phrasings                               # one sentence per class: the label path, no draws
 
 
 def test_dm_refuses_a_cache_of_another_lfae(tmp_path, tiny_dataset, tiny_lfae):
