@@ -28,6 +28,7 @@ VARIANTS = {
     "base_3x": {"train.lfae.steps": 2700},
     "skew": SKEW,
     "skew_eqrot": {**SKEW, "train.lfae_loss.equivariance_rotation": 180.0},
+    "skew_eqrot_seed1": {**SKEW, "train.lfae_loss.equivariance_rotation": 180.0, "train.lfae.seed": 1},
     "skew_eqrot_r8": {**SKEW, "train.lfae_loss.equivariance_rotation": 180.0, "autoencoder.num_regions": 8},
     "skew_eqrot_r8_3x": {**SKEW, "train.lfae_loss.equivariance_rotation": 180.0, "autoencoder.num_regions": 8,
                          "train.lfae.steps": 2700},

@@ -3,7 +3,8 @@
 synthetic dataset -> stage 1 on Ray Train (+ its reconstruction and flow per class) -> flow cache on Ray
 Data -> stage 2 on Ray Train -> generation on Ray Data -> I3D features (reference weights, fetched and
 verified) -> FVD / cFVD / sFVD / KVD, calibrated against real-vs-real and static references, and condition
-accuracy -> the same from free-text prompts never seen in training -> report.html. A second run reuses every finished stage.
+accuracy -> the same from free-text prompts never seen in training -> shape preservation of the generated
+objects against real ones -> report.html. A second run reuses every finished stage.
 The last line printed is the path of the run's report.html; results.json lies beside it.
 """
 from __future__ import annotations
@@ -71,6 +72,7 @@ def run_demo(out: str, size: str = "demo", log: Callable[[str], None] = print, s
     from lfdm.metrics.i3d_weights import fetch_reference
     from lfdm.runs.evaluation import EvaluationSettings
     from lfdm.runs.generation import GENERATED, GenerationSettings
+    from lfdm.runs.shape_preservation import shape_preservation
     from lfdm.training.flow_cache import META, missing_shards, read_meta
     from lfdm.training.steps import cpu_has_native_bf16
     from ray_jobs import evaluate, generate, precompute_flows, train_dm, train_lfae
@@ -126,6 +128,11 @@ def run_demo(out: str, size: str = "demo", log: Callable[[str], None] = print, s
                 lambda: evaluate.run(eval_job, log), log)
     results = json.loads(storage.read_text(results_uri))
     prompts = held_out_prompts(out, manifest, dm_job.model_uri, gen_job, eval_job, demo, timer, log)
+    shapes_uri = os.path.join(out, "shape_preservation.json")
+    timer.stage("shape preservation: generated vs real objects", storage.exists(shapes_uri),
+                lambda: storage.write_text(shapes_uri, json.dumps(shape_preservation(gen_job.run_uri, manifest),
+                                                                  indent=2)), log)
+    shapes = json.loads(storage.read_text(shapes_uri))
 
     def report() -> str:
         examples = example_strips(gen_job.run_uri, manifest, out, demo.examples_per_class)
@@ -148,14 +155,16 @@ def run_demo(out: str, size: str = "demo", log: Callable[[str], None] = print, s
                                                          stage1["reconstruction"]["per_class"].items()},
                    "stage1_flow_magnitude_ratio_per_class": {k: v["magnitude_ratio"] for k, v in
                                                              stage1["flow_fidelity"]["per_class"].items()},
-                   "prompts": prompts, "protocol_hash": results["protocol"]["hash"], "evaluation": results_uri}
+                   "prompts": prompts, "shape_preservation": {k: shapes[k] for k in ("real", "generated", "gap",
+                                                                                      "margin", "within_margin")},
+                   "protocol_hash": results["protocol"]["hash"], "evaluation": results_uri}
         storage.write_text(os.path.join(out, "results.json"), json.dumps(summary, indent=2))
         config = {"size": size, "preset": demo.preset, "overrides": overrides,
                   "synthetic": dataclasses.asdict(spec), "seed": seed, "generation": dataclasses.asdict(gen_job.generation),
                   "workers": demo.num_workers}
         return write_html(out, results, examples, timer.timings, config,
                           results.get("condition_accuracy_per_class") or {}, stage1,
-                          COLLAPSE_WARNING if collapsed else None, prompts)
+                          COLLAPSE_WARNING if collapsed else None, prompts, shapes)
 
     report_uri = timer.stage("report", False, report, log)
     summary = json.loads(storage.read_text(os.path.join(out, "results.json")))

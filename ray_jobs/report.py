@@ -118,9 +118,31 @@ def prompt_html(accuracy: Dict[str, dict], prompts: Optional[dict]) -> str:
               "still fails is the diffusion model's miss.</p>")
 
 
+def shape_html(shapes: Optional[dict]) -> str:
+    """Per class: shape IoU and area drift of real and generated objects (lfdm.metrics.shape)."""
+    if not shapes:
+        return ""
+    rows = []
+    for label, real in shapes["real"]["per_class"].items():
+        fake = shapes["generated"]["per_class"].get(label, {})
+        rows.append([label, fmt_number(real["shape_iou"]), fmt_number(fake.get("shape_iou")),
+                     fmt_number(shapes["gap"].get(label)), fmt_number(real["area_drift"]),
+                     fmt_number(fake.get("area_drift")), str(fake.get("frames_without_object", "—"))])
+    verdict = "within" if shapes["within_margin"] else "not within"
+    return ("<h2>Shape preservation</h2>" + _table(_escaped(rows), [
+        "class", "shape IoU real", "shape IoU generated", "gap", "area drift real", "area drift generated",
+        "generated frames without an object"])
+        + "<p>Each frame's object (its coloured pixels) against the source frame's, after moving, scaling and "
+          "turning the source to fit: shape IoU 1 = the same shape, moved; a blob, a ghost left where the object "
+          "started or a collapse lowers it. Area drift |log(area / source area)| for motions that keep the size "
+          f"(0 = same size). Goal: every class's generated IoU within {shapes['margin']:.2f} of real; this run is "
+          f"<b>{verdict}</b> it.</p>")
+
+
 def write_html(out_dir: str, results: dict, examples: Dict[str, List[Tuple[str, float]]], timings: Dict[str, float],
                config: dict, accuracy: Dict[str, dict], stage1: Optional[dict] = None,
-               collapse_warning: Optional[str] = None, prompts: Optional[dict] = None) -> str:
+               collapse_warning: Optional[str] = None, prompts: Optional[dict] = None,
+               shapes: Optional[dict] = None) -> str:
     acc_row = lambda label: (f"{100 * accuracy[label]['accuracy']:.0f}% of {accuracy[label]['n']}"  # noqa: E731
                              if label in accuracy else "—")
     example_rows = [[html.escape(label), acc_row(label),
@@ -164,6 +186,7 @@ not a bias-corrected range. Protocol (hash {html.escape(results['protocol']['has
 {''.join(groups)}
 <img src="cfvd_per_class.png" alt="cFVD per class"> <img src="sfvd_per_subject.png" alt="sFVD per subject">
 {prompt_html(accuracy, prompts)}
+{shape_html(shapes)}
 {stage1_html}
 <h2>Training</h2><img src="loss_curves.png" alt="loss curves">
 <h2>Timings (seconds)</h2>{_table(timing_rows, ["stage", "seconds"])}

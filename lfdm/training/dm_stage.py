@@ -62,11 +62,15 @@ def build_dm_stage(cfg: LFDMConfig, lfae_uri: str, flows_uri: str, device: torch
         return ImageToVideoPipeline(cfg, lfae, network(), labels, objective.text_embeddings, text_map=text_map)
 
     def step_tensors():
-        return {**ckpt.with_prefix("unet.", unet.state_dict()), "text.embeddings": objective.text_embeddings}
+        sentences = {"text.phrasing_embeddings": objective.phrasing_embeddings} if objective.phrasings else {}
+        return {**ckpt.with_prefix("unet.", unet.state_dict()), "text.embeddings": objective.text_embeddings,
+                **sentences}
 
     def restore(loaded: ckpt.Checkpoint) -> None:
         ckpt.load_state_strict(unet, loaded.subset("unet."), "U-Net", loaded.uri)
         objective.text_embeddings.copy_(loaded.tensors["text.embeddings"])     # exactly the run's conditions
+        if objective.phrasings and "text.phrasing_embeddings" in loaded.tensors:
+            objective.phrasing_embeddings.copy_(loaded.tensors["text.phrasing_embeddings"])
 
     def export(uri: str, provenance: dict) -> None:
         pipeline().save(uri, extra={**provenance, "ema": state.ema is not None})

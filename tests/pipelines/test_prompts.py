@@ -51,6 +51,7 @@ def test_a_prompt_equal_to_a_label_gives_the_labels_video_and_labels_never_load_
     image = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(2))
     by_label = pipe(image, ["zoom in"], seeds=[5])
     assert pipe._prompt_encoder is None                                     # the label path never needs it
+    assert torch.equal(pipe(image, ["zoom in"], prompts=[None], seeds=[5]).frames, by_label.frames)
     by_prompt = pipe(image, [None], prompts=["  zoom in "], seeds=[5])
     torch.testing.assert_close(by_prompt.flows, by_label.flows, atol=1e-4, rtol=0)
     other = pipe(image, [None], prompts=[UNSEEN], seeds=[5])

@@ -37,7 +37,7 @@ def test_tiny_demo_writes_a_consistent_report_and_reuses_stages(tmp_path, ray_tm
     assert isinstance(results["stage1_collapsed"], bool)
     for needle in ("Examples per class", "loss_curves.png", "cfvd_per_class.png", "condition accuracy", "Timings",
                    "Calibrated FVD / KVD", "Stage 1 per class", "flow colour saturates at",
-                   "Free-text prompts never seen in training", "shift the shape leftwards"):
+                   "Free-text prompts never seen in training", "shift the shape leftwards", "Shape preservation"):
         assert needle in html, needle
     prompts = results["prompts"]                                 # the same plan from held-out prompts, on Ray
     generated = json.loads((out / "generate_prompts" / "meta" / "gen000000.json").read_text())
@@ -45,10 +45,13 @@ def test_tiny_demo_writes_a_consistent_report_and_reuses_stages(tmp_path, ray_tm
     assert prompts["n"] == 18 and 0 <= prompts["accuracy"] <= 1 and prompts["label_accuracy"] == results[
         "condition_accuracy"]
     assert set(prompts["retrieval"]) == {"class_means", "labels"} and prompts["retrieval"]["labels"]["n"] == 36
+    shapes = results["shape_preservation"]
+    assert shapes["real"]["overall"]["n"] == 9 and shapes["generated"]["overall"]["n"] <= 18
+    assert shapes["real"]["per_class"]["stay still"]["shape_iou"] > 0.95          # real still objects keep their shape
     gifs = sorted(p for p in (out / "examples").iterdir())
     assert len(gifs) == 9 and all(f'src="examples/{p.name}"' in html for p in gifs)
     assert (out / "loss_curves.png").stat().st_size > 1000
     second = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
     assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-4000:]
-    assert second.stdout.count("(reused)") == 10                       # every stage but the weights and report
+    assert second.stdout.count("(reused)") == 11                       # every stage but the weights and report
     assert json.loads((out / "results.json").read_text())["fvd"] == results["fvd"]
