@@ -168,8 +168,8 @@ class Ingress:
 
     async def _metadata(self, params, result: Dict[str, Any]) -> Dict[str, Any]:
         info = await self.info()
-        return {"label": params.label, "prompt": params.prompt, "seed": params.seed, "sampler": params.sampler, "steps": params.steps,
-                "guidance": params.guidance, "frames": params.frames, "format": params.format,
+        return {"label": params.label, "prompt": params.prompt, "seed": params.seed, "sampler": params.sampler,
+                "steps": params.steps, "guidance": params.guidance, "frames": params.frames, "format": params.format,
                 "checkpoint_hash": info["checkpoint_hash"], "batch_size": result["batch_size"],
                 "replica": result["replica"]}
 
@@ -196,7 +196,8 @@ class Ingress:
         owner = self._authorise(request)
         params, image = await self._prepare(request)
         job_id = secrets.token_urlsafe(18)
-        public = {k: getattr(params, k) for k in ("label", "prompt", "sampler", "steps", "guidance", "seed", "frames")}
+        public = {k: getattr(params, k) for k in ("label", "prompt", "sampler", "steps", "guidance", "seed",
+                                                  "frames")}
         if not await self.board.create.remote(job_id, owner, public):
             raise saturated("the job queue")
         task = asyncio.get_running_loop().create_task(self._run_job(job_id, params, image))

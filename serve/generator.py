@@ -2,9 +2,10 @@
 
 Compatible requests (same sampler, steps, guidance, frames) of a batch run as one pipeline call; per-request
 seeds keep every video independent of its batch. Each replica loads the model's text encoder once, offline, for
-free-text prompts; where it cannot, prompts are refused with the reason (``info()["prompts"]``). Requests of the jobs API carry a job id: the sampler's
-progress callback reports their step to the job board, and asks it (at most every half second) whether every
-job of the call was cancelled, in which case the call stops at that step and frees its batch slot.
+free-text prompts; where it cannot, prompts are refused with the reason (``info()["prompts"]``). Requests of the
+jobs API carry a job id: the sampler's progress callback reports their step to the job board, and asks it (at
+most every half second) whether every job of the call was cancelled, in which case the call stops at that step
+and frees its batch slot.
 """
 import asyncio
 import time
@@ -28,8 +29,8 @@ class Generator:
     def __init__(self, checkpoint: str, max_batch_size: int = 8, batch_wait_timeout_s: float = 0.05, board=None):
         from lfdm.device import pick_device
         from lfdm.pipelines.image_to_video import ImageToVideoPipeline
-        self.device = str(pick_device())
         from lfdm.models.text import TextEncoderError
+        self.device = str(pick_device())
         self.pipe = ImageToVideoPipeline.load(checkpoint, device=self.device)
         try:                      # once per replica, offline; a model whose encoder is not here serves labels only
             self.pipe.prompt_encoder.load()
