@@ -127,7 +127,7 @@ def run_demo(out: str, size: str = "demo", log: Callable[[str], None] = print, s
     timer.stage("I3D features and metrics on Ray Data", storage.exists(results_uri),
                 lambda: evaluate.run(eval_job, log), log)
     results = json.loads(storage.read_text(results_uri))
-    prompts = held_out_prompts(out, manifest, dm_job.model_uri, gen_job, eval_job, demo, timer, log)
+    prompts = held_out_prompts(out, manifest, dm_job.model_uri, gen_job, eval_job, results, timer, log)
     shapes_uri = os.path.join(out, "shape_preservation.json")
     timer.stage("shape preservation: generated vs real objects", storage.exists(shapes_uri),
                 lambda: storage.write_text(shapes_uri, json.dumps(shape_preservation(gen_job.run_uri, manifest),
@@ -188,7 +188,7 @@ def run_demo(out: str, size: str = "demo", log: Callable[[str], None] = print, s
     return report_uri
 
 
-def held_out_prompts(out: str, manifest: str, model_uri: str, gen_job, eval_job, demo: DemoSize, timer: Timer,
+def held_out_prompts(out: str, manifest: str, model_uri: str, gen_job, eval_job, label_results: dict, timer: Timer,
                      log: Callable[[str], None]) -> dict:
     """The same plan generated from free-text prompts no training sentence contains, scored like the labels' run,
     and how often those prompts alone retrieve their class."""
@@ -211,9 +211,8 @@ def held_out_prompts(out: str, manifest: str, model_uri: str, gen_job, eval_job,
     retrieval_uri = os.path.join(out, "prompt_retrieval.json")
     timer.stage("prompt retrieval (the text encoder alone)", storage.exists(retrieval_uri), lambda: storage.write_text(
         retrieval_uri, json.dumps(prompt_retrieval(ImageToVideoPipeline.load(model_uri), held_out), indent=2)), log)
-    labels_results = json.loads(storage.read_text(os.path.join(eval_job.run_uri, "results.json")))
     return {"prompts": {k: list(v) for k, v in held_out.items()}, "n": results["n_gen"],
-            "accuracy": results.get("condition_accuracy"), "label_accuracy": labels_results.get("condition_accuracy"),
+            "accuracy": results.get("condition_accuracy"), "label_accuracy": label_results.get("condition_accuracy"),
             "accuracy_per_class": results.get("condition_accuracy_per_class"), "fvd": results.get("fvd"),
             "kvd": results.get("kvd"), "retrieval": json.loads(storage.read_text(retrieval_uri)),
             "evaluation": results_uri}

@@ -90,13 +90,16 @@ STAGE1_HEADER = ["class", "L1 auto-encoder", "L1 copy source", "ratio (< 1: bett
                  "flow / true motion", "flow error (px)"]
 
 
+def share_of(accuracy: Dict[str, dict], label: str) -> str:
+    """A class's accuracy as "88% of 8", or "—" where the table has none."""
+    return f"{100 * accuracy[label]['accuracy']:.0f}% of {accuracy[label]['n']}" if label in accuracy else "—"
+
+
 def prompt_rows(accuracy: Dict[str, dict], prompts: dict) -> List[List[str]]:
     """Per class: accuracy from the label, from held-out prompts, and the prompts' nearest-class retrieval."""
-    pct = lambda d, label: (f"{100 * d[label]['accuracy']:.0f}% of {d[label]['n']}"  # noqa: E731
-                            if label in d else "—")
     by_class = prompts["accuracy_per_class"] or {}
     means, labels = (prompts["retrieval"][k]["per_class"] for k in ("class_means", "labels"))
-    return [[label, pct(accuracy, label), pct(by_class, label), pct(means, label), pct(labels, label),
+    return [[label, *(share_of(table, label) for table in (accuracy, by_class, means, labels)),
              "; ".join(prompts["prompts"][label])] for label in prompts["prompts"]]
 
 
@@ -143,9 +146,7 @@ def write_html(out_dir: str, results: dict, examples: Dict[str, List[Tuple[str, 
                config: dict, accuracy: Dict[str, dict], stage1: Optional[dict] = None,
                collapse_warning: Optional[str] = None, prompts: Optional[dict] = None,
                shapes: Optional[dict] = None) -> str:
-    acc_row = lambda label: (f"{100 * accuracy[label]['accuracy']:.0f}% of {accuracy[label]['n']}"  # noqa: E731
-                             if label in accuracy else "—")
-    example_rows = [[html.escape(label), acc_row(label),
+    example_rows = [[html.escape(label), share_of(accuracy, label),
                      " ".join(f'<figure style="display:inline-block;margin:2px"><img src="{f}" alt="{html.escape(label)}">'
                               f'<figcaption>flow colour saturates at {px:.1f} px</figcaption></figure>'
                               for f, px in files)]
