@@ -13,7 +13,7 @@ from typing import Any, Dict, Literal, Optional, Sequence, Type, get_args
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from lfdm.diffusion.samplers import SAMPLERS, check_sampler
-from lfdm.models.text import MAX_PROMPT_CHARS
+from lfdm.models.text import MAX_PROMPT_CHARS, check_prompt
 
 FORMATS = {"mp4": "video/mp4", "gif": "image/gif", "npz": "application/octet-stream", "json": "application/json"}
 # relative cost of one sampler step per frame: the classifier-free-guidance batch doubles it
@@ -99,10 +99,10 @@ def validate_params(raw: Dict[str, Any], model: Type[BaseModel], defaults: dict,
         raise _api_error(exc, model) from None
     prompt = None
     if p.prompt is not None:
-        prompt = p.prompt.strip()
-        if not prompt:
-            raise ApiError(422, "empty_prompt", "prompt is empty: describe the motion (e.g. 'slide it to the left'), "
-                                                "or omit it")
+        try:
+            prompt = check_prompt(p.prompt, limits.max_prompt_chars)   # the length bound already held: empty is left
+        except ValueError as exc:
+            raise ApiError(422, "empty_prompt", f"{exc}, or omit it") from None
         if p.label is not None:
             raise ApiError(422, "conflicting_parameters", "give a label or a prompt, not both")
     steps = p.steps
