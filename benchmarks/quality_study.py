@@ -50,6 +50,9 @@ VARIANTS = {
     "warp100": {"train.lfae_loss.warp_weight": 100.0},
     "prior0_seed1_warp100": {"autoencoder.flow.background_prior": 0.0, "train.lfae.seed": 1,
                              "train.lfae_loss.warp_weight": 100.0},
+    "r8_seed1": {"autoencoder.num_regions": 8, "train.lfae.seed": 1},
+    "warpimg_seed1": {"train.lfae_loss.warp_resolution": "image", "train.lfae.seed": 1},
+    "skew_warpimg_seed1": {**SKEW, "train.lfae_loss.warp_resolution": "image", "train.lfae.seed": 1},
     "skew_eqrot_r8_dm2x": {**SKEW, "train.lfae_loss.equivariance_rotation": 180.0, "autoencoder.num_regions": 8,
                            "train.dm.steps": 3000},
 }
@@ -67,6 +70,7 @@ def run_variant(name: str, args) -> dict:
     from lfdm.runs.flow_fidelity import evaluate_flow_fidelity
     from lfdm.runs.motion_accuracy import evaluate_motion
     from lfdm.runs.reconstruction import evaluate_reconstruction
+    from lfdm.runs.shape_preservation import real_shapes, summarise
     from lfdm.training.dm_stage import build_dm_stage
     from lfdm.training.flow_cache import precompute_local
     from lfdm.training.lfae_stage import build_lfae_stage
@@ -87,6 +91,8 @@ def run_variant(name: str, args) -> dict:
     recon = evaluate_reconstruction(lfae, manifest, image_size=cfg.data.image_size, device=device, progress=False)
     result["reconstruction"] = {k: recon[k] for k in ("lfae_l1", "copy_source_l1", "relative_to_copy", "per_class")}
     result["flow_fidelity"] = evaluate_flow_fidelity(lfae, manifest, device=device)["per_class"]
+    shapes = real_shapes(manifest, cfg.data.num_frames, cfg.data.image_size, lfae)
+    result["shape"] = {kind: summarise(rows)["per_class"] for kind, rows in shapes.items()}
     if args.stage2:
         start = time.time()
         flows = os.path.join(out, "flows")
@@ -115,6 +121,8 @@ def table(results: list) -> str:
         ("stage-1 flow magnitude / true motion on the object (1 = the whole motion)",
          lambda r, c: r["flow_fidelity"].get(c, {}).get("magnitude_ratio")),
         ("stage-1 flow end-point error, pixels", lambda r, c: r["flow_fidelity"].get(c, {}).get("endpoint_error_px")),
+        ("shape IoU of stage-1 reconstructions of real test clips (lfdm.runs.shape_preservation; real clips ~0.9)",
+         lambda r, c: r.get("shape", {}).get("stage1", {}).get(c, {}).get("shape_iou")),
         ("condition accuracy of generated videos (held-out subjects)",
          lambda r, c: (r.get("motion") or {}).get("per_class", {}).get(c, {}).get("accuracy")),
     ):

@@ -133,6 +133,11 @@ class TextConfig:
     # Sentences per class that stage 2 draws from, one per clip (data.phrasings): "" = the label alone (the
     # paper), "synthetic" = the synthetic dataset's table, or a YAML/JSON file {label: [sentence, ...]}.
     phrasings: str = ""
+    # Stage 2 adds Gaussian noise to every training condition, inside the map's class subspace, with this
+    # standard deviation as a fraction of the distance between two class conditions: prompts that land near
+    # but not on a training sentence then animate like its class instead of fading towards a still video.
+    # 0 (the paper presets): off. Needs whiten (the subspace is the map's).
+    condition_noise: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -177,6 +182,9 @@ class LfaeLossConfig:
     # the paper. Without it the decoder can paint the driving frame through the occlusion map while the
     # motion mask settles on the still background: a stage 1 whose flow is zero (benchmarks/README.md).
     warp_weight: float = 0.0
+    # Where the warp loss compares: "flow" (the source and driving frames area-resized to the flow's size) or
+    # "image" (the flow resized to the frames'), where a turned or moved object's outline is still sharp.
+    warp_resolution: str = "flow"
 
 
 @dataclass(frozen=True)
@@ -242,6 +250,7 @@ class LFDMConfig:
             ("autoencoder.region.orientation", self.autoencoder.region.orientation, ORIENTATIONS),
             ("diffusion.loss_weighting", self.diffusion.loss_weighting, ("uniform", "min_snr")),
             ("diffusion.prediction", self.diffusion.prediction, PREDICTIONS),
+            ("train.lfae_loss.warp_resolution", self.train.lfae_loss.warp_resolution, ("flow", "image")),
         ):
             if value not in allowed:
                 raise ConfigError(f"{key}={value!r}; expected one of {list(allowed)}")
@@ -257,6 +266,9 @@ class LFDMConfig:
         if ae.region.orientation == "skew" and (ae.revert_axis_swap or ae.region.pca != "closed_form"):
             raise ConfigError("autoencoder.region.orientation='skew' orients the affine itself: it needs "
                               "autoencoder.revert_axis_swap=false (which would undo it) and region.pca='closed_form'")
+        if self.text.condition_noise < 0 or (self.text.condition_noise and not self.text.whiten):
+            raise ConfigError(f"text.condition_noise={self.text.condition_noise}: must be >= 0, and > 0 needs "
+                              "text.whiten=true (the noise lies in the fitted map's class subspace)")
         size = self.data.image_size
         if size % 2 ** self.autoencoder.num_down_blocks:
             raise ConfigError(f"data.image_size={size} is not divisible by 2**num_down_blocks")

@@ -105,7 +105,7 @@ def demo64() -> LFDMConfig:
         ),
         unet=UNetConfig(dim=32, dim_mults=(1, 2, 4), latent_channels=64, text_dim=384,
                         attn_heads=4, attn_dim_head=16, resnet_groups=8),
-        text=TextConfig(encoder=MINILM, whiten=True, phrasings="synthetic"),
+        text=TextConfig(encoder=MINILM, whiten=True, phrasings="synthetic", condition_noise=0.125),
         diffusion=DiffusionConfig(residual_flow=True, prediction="x0", flow_scale=4.0,
                                   dynamic_threshold_quantile=None),
         train=TrainConfig(

@@ -72,6 +72,7 @@ def run_demo(out: str, size: str = "demo", log: Callable[[str], None] = print, s
     from lfdm.metrics.i3d_weights import fetch_reference
     from lfdm.runs.evaluation import EvaluationSettings
     from lfdm.runs.generation import GENERATED, GenerationSettings
+    from lfdm.checkpoint import load_lfae
     from lfdm.runs.shape_preservation import shape_preservation
     from lfdm.training.flow_cache import META, missing_shards, read_meta
     from lfdm.training.steps import cpu_has_native_bf16
@@ -130,8 +131,8 @@ def run_demo(out: str, size: str = "demo", log: Callable[[str], None] = print, s
     prompts = held_out_prompts(out, manifest, dm_job.model_uri, gen_job, eval_job, results, timer, log)
     shapes_uri = os.path.join(out, "shape_preservation.json")
     timer.stage("shape preservation: generated vs real objects", storage.exists(shapes_uri),
-                lambda: storage.write_text(shapes_uri, json.dumps(shape_preservation(gen_job.run_uri, manifest),
-                                                                  indent=2)), log)
+                lambda: storage.write_text(shapes_uri, json.dumps(shape_preservation(
+                    gen_job.run_uri, manifest, load_lfae(lfae_job.model_uri)[0]), indent=2)), log)
     shapes = json.loads(storage.read_text(shapes_uri))
 
     def report() -> str:
@@ -155,7 +156,7 @@ def run_demo(out: str, size: str = "demo", log: Callable[[str], None] = print, s
                                                          stage1["reconstruction"]["per_class"].items()},
                    "stage1_flow_magnitude_ratio_per_class": {k: v["magnitude_ratio"] for k, v in
                                                              stage1["flow_fidelity"]["per_class"].items()},
-                   "prompts": prompts, "shape_preservation": {k: shapes[k] for k in ("real", "generated", "gap",
+                   "prompts": prompts, "shape_preservation": {k: shapes.get(k) for k in ("real", "stage1", "generated", "gap",
                                                                                       "margin", "within_margin")},
                    "protocol_hash": results["protocol"]["hash"], "evaluation": results_uri}
         storage.write_text(os.path.join(out, "results.json"), json.dumps(summary, indent=2))

@@ -125,21 +125,27 @@ def shape_html(shapes: Optional[dict]) -> str:
     """Per class: shape IoU and area drift of real and generated objects (lfdm.metrics.shape)."""
     if not shapes:
         return ""
+    stage1 = (shapes.get("stage1") or {}).get("per_class")
     rows = []
     for label, real in shapes["real"]["per_class"].items():
-        fake = shapes["generated"]["per_class"].get(label, {})
-        rows.append([label, fmt_number(real["shape_iou"]), fmt_number(fake.get("shape_iou")),
-                     fmt_number(shapes["gap"].get(label)), fmt_number(real["area_drift"]),
+        fake, recon = shapes["generated"]["per_class"].get(label, {}), (stage1 or {}).get(label, {})
+        rows.append([label, fmt_number(real["shape_iou"]), *([fmt_number(recon.get("shape_iou"))] if stage1 else []),
+                     fmt_number(fake.get("shape_iou")), fmt_number(shapes["gap"].get(label)),
+                     fmt_number(real["area_drift"]), *([fmt_number(recon.get("area_drift"))] if stage1 else []),
                      fmt_number(fake.get("area_drift")), str(fake.get("frames_without_object", "—"))])
     verdict = "within" if shapes["within_margin"] else "not within"
+    recon_note = (" Stage-1 reconstruction: the same real clips rebuilt by the auto-encoder from their first frame "
+                  "through its own flows: what stage 1 can express, so a generated IoU near it and below real is "
+                  "stage 1's loss, not stage 2's." if stage1 else "")
     return ("<h2>Shape preservation</h2>" + _table(_escaped(rows), [
-        "class", "shape IoU real", "shape IoU generated", "gap", "area drift real", "area drift generated",
-        "generated frames without an object"])
+        "class", "shape IoU real", *(["shape IoU stage-1 reconstruction"] if stage1 else []), "shape IoU generated",
+        "gap (real - generated)", "area drift real", *(["area drift stage-1 reconstruction"] if stage1 else []),
+        "area drift generated", "generated frames without an object"])
         + "<p>Each frame's object (its coloured pixels) against the source frame's, after moving, scaling and "
           "turning the source to fit: shape IoU 1 = the same shape, moved; a blob, a ghost left where the object "
           "started or a collapse lowers it. Area drift |log(area / source area)| for motions that keep the size "
-          f"(0 = same size). Goal: every class's generated IoU within {shapes['margin']:.2f} of real; this run is "
-          f"<b>{verdict}</b> it.</p>")
+          f"(0 = same size).{recon_note} Goal: every class's generated IoU within {shapes['margin']:.2f} of real; "
+          f"this run is <b>{verdict}</b> it.</p>")
 
 
 def write_html(out_dir: str, results: dict, examples: Dict[str, List[Tuple[str, float]]], timings: Dict[str, float],

@@ -12,7 +12,7 @@ import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import List, Mapping, Optional, Sequence
+from typing import List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
@@ -94,6 +94,16 @@ class TextConditions:
         tensors = {k: torch.tensor(v) for k, v in plain.items() if k != "labels"}
         return cls(list(plain["labels"]), tensors["label_embeddings"].float(), tensors["phrasing_embeddings"].float(),
                    tensors["phrasing_classes"].long(), TextMap.from_tensors(tensors))
+
+
+    def condition_noise(self, fraction: float) -> Optional[Tuple[torch.Tensor, float]]:
+        """Stage 2's condition noise (``text.condition_noise``): (the map's class directions (r, D), the standard
+        deviation = ``fraction`` of the mean distance between class conditions), or None when it is off."""
+        if not fraction or self.text_map is None or self.text_map.embed.shape[0] == 0:
+            return None
+        means = torch.stack([self.phrasing_embeddings[self.phrasing_classes == c].mean(0)
+                             for c in range(len(self.labels))])                    # (n, D): where each class lies
+        return self.text_map.embed.float(), float(fraction * torch.pdist(means.double()).mean())
 
 
 def run_conditions(cfg: TextConfig, labels: Sequence[str], text_dim: int,

@@ -6,7 +6,7 @@ of a video of that subject); each is judged by the training-free motion classifi
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Dict
+from typing import Dict, Mapping, Optional, Sequence
 
 from tqdm import tqdm
 
@@ -21,15 +21,17 @@ from lfdm.runs.plan import plan_generation
 
 
 def evaluate_motion(pipe: ImageToVideoPipeline, manifest_uri: str, *, num_videos: int, split: str = "test",
-                    seed: int = 0, batch: int = 6, progress: bool = True) -> Dict[str, object]:
-    """Sampler settings are the pipeline config's ``sample.*`` (``pipe.with_overrides`` to change them)."""
+                    seed: int = 0, batch: int = 6, progress: bool = True,
+                    prompts: Optional[Mapping[str, Sequence[str]]] = None) -> Dict[str, object]:
+    """Sampler settings are the pipeline config's ``sample.*`` (``pipe.with_overrides`` to change them).
+    ``prompts`` {class: [sentence, ...]}: the videos come from these sentences, each scored against its class."""
     if list(pipe.labels) != list(CLASSES):
         raise ValueError("motion accuracy needs a model trained on the synthetic dataset's classes")
     manifest = read_manifest(manifest_uri)
     s = pipe.config.sample
     plan = [asdict(r) for r in plan_generation(manifest, num_videos, split=split, run_seed=seed, sampler=s.sampler,
                                                steps=s.steps, guidance=s.guidance, eta=s.eta, checkpoint_hash="",
-                                               labels=list(pipe.labels), batch_size=batch)]
+                                               labels=list(pipe.labels), batch_size=batch, prompts=prompts)]
     records = manifest.by_id()
     predicted, expected = [], []
     for rows in tqdm(planned_batches(plan), desc="generate + classify", unit="batch", disable=not progress):

@@ -7,7 +7,7 @@ each driving frame from the source. Reported: mean |prediction - frame| on [0, 1
 """
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Dict, Iterator, Optional, Tuple
 
 import torch
 from tqdm import tqdm
@@ -19,6 +19,16 @@ from lfdm.metrics.reconstruction import MeanAbsoluteError
 from lfdm.models.autoencoder import LatentFlowAutoencoder
 
 NUM_DRIVING_FRAMES = 40
+
+
+@torch.no_grad()
+def reconstructions(model: LatentFlowAutoencoder, source: torch.Tensor, frames: torch.Tensor,
+                    batch_size: int) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
+    """(chunk, prediction) for every ``batch_size`` of ``frames`` (N, 3, S, S), each reconstructed from
+    ``source`` (1, 3, S, S) through its flow and occlusion (the decoder sees the source alone)."""
+    skips = model.encode(source)
+    for chunk, flow, occlusion in model.flows_from_source(source, frames, batch_size):
+        yield chunk, model.decode(skips, source, flow, occlusion)
 
 
 @torch.no_grad()
@@ -35,10 +45,8 @@ def evaluate_reconstruction(model: LatentFlowAutoencoder, manifest_uri: str, spl
         indices = clip_indices(record.num_frames, NUM_DRIVING_FRAMES, "uniform")
         frames = load_frames(record, [0, *indices], image_size).to(device)   # (1 + 40, 3, S, S)
         source, driving = frames[:1], frames[1:]
-        skips = model.encode(source)
-        for chunk, flow, occlusion in model.flows_from_source(source, driving, batch_size):
+        for chunk, prediction in reconstructions(model, source, driving, batch_size):
             src = source.expand(chunk.shape[0], -1, -1, -1)
-            prediction = model.decode(skips, source, flow, occlusion)
             lfae.update(prediction, chunk)
             copy.update(src, chunk)
             class_lfae, class_copy = per_class.setdefault(record.label_text, (MeanAbsoluteError(), MeanAbsoluteError()))

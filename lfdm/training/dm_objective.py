@@ -2,7 +2,8 @@
 x0-MSE when the network predicts x0 (diffusion.prediction).
 
 The class condition is the label's stored text embedding, or with phrasings (``text.phrasings``) the
-embedding of one of its class's sentences drawn per clip; either is replaced by the null embedding with
+embedding of one of its class's sentences drawn per clip, plus optional Gaussian noise in the map's class
+subspace (``text.condition_noise``); either is replaced by the null embedding with
 probability ``cond_drop_prob`` (classifier-free guidance training). With colour jitter on, z0 is
 re-encoded from a jittered frame 0 by the frozen encoder; the flow targets come from the cache.
 """
@@ -26,9 +27,14 @@ class DmObjective(nn.Module):
     def __init__(self, unet: UNet3D, prediction: Prediction, text_embeddings: torch.Tensor, cond_drop_prob: float,
                  encoder: Optional[ImageEncoder] = None, jitter: Optional[ClipJitterConfig] = None,
                  min_snr_gamma: Optional[float] = None,
-                 phrasings: Optional[Tuple[torch.Tensor, torch.Tensor]] = None):
-        """``phrasings``: (embeddings (P, D), class of each (P,)) of the training sentences, drawn from per clip."""
+                 phrasings: Optional[Tuple[torch.Tensor, torch.Tensor]] = None,
+                 condition_noise: Optional[Tuple[torch.Tensor, float]] = None):
+        """``phrasings``: (embeddings (P, D), class of each (P,)) of the training sentences, drawn from per clip.
+        ``condition_noise``: (directions (r, D), standard deviation) of Gaussian noise added to each condition
+        (``TextConditions.condition_noise``)."""
         super().__init__()
+        directions, self.noise_std = condition_noise or (torch.zeros(0, text_embeddings.shape[1]), 0.0)
+        self.register_buffer("noise_directions", directions.float(), persistent=False)
         self.unet = unet
         self.prediction = prediction
         self.register_buffer("text_embeddings", text_embeddings.float())
@@ -67,7 +73,7 @@ class DmObjective(nn.Module):
                 frame0: Optional[torch.Tensor] = None, jitter_seed=None) -> torch.Tensor:
         if self.jitter is not None and self.encoder is not None and frame0 is not None:
             z0 = self._jittered_z0(frame0, jitter_seed.tolist())
-        text = self._sentences(label, generator) if self.phrasings else self.text_embeddings[label]
+        text = self.conditions(label, generator)
         use_null = torch.rand(x0.shape[0], device=x0.device, generator=generator) < self.cond_drop_prob
         z0_features = self.unet.encode_condition(z0.to(x0.dtype))
 
@@ -75,6 +81,14 @@ class DmObjective(nn.Module):
             return self.unet(x_t, t, text=text, z0_features=z0_features, use_null=use_null)
         return diffusion_loss(network, x0, self.prediction, generator=generator, min_snr_gamma=self.min_snr_gamma)
 
+    def conditions(self, label: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """(B,) labels -> (B, D) training conditions: the label's or a drawn sentence's, plus the noise if on."""
+        text = self._sentences(label, generator) if self.phrasings else self.text_embeddings[label]
+        if self.noise_std:
+            coords = torch.randn(label.shape[0], self.noise_directions.shape[0], device=label.device,
+                                 generator=generator)                                     # (B, r)
+            text = text + self.noise_std * coords @ self.noise_directions
+        return text
 
     def _sentences(self, label: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """(B, D): for each clip, one sentence of its class, drawn uniformly."""

@@ -49,7 +49,8 @@ def build_dm_stage(cfg: LFDMConfig, lfae_uri: str, flows_uri: str, device: torch
     objective = DmObjective(unet, Prediction(d.prediction, cosine_schedule(d)), conditions.label_embeddings,
                             d.cond_drop_prob, encoder=lfae.encoder if jitter else None, jitter=jitter,
                             min_snr_gamma=d.min_snr_gamma if d.loss_weighting == "min_snr" else None,
-                            phrasings=(conditions.phrasing_embeddings, conditions.phrasing_classes)).to(device)
+                            phrasings=(conditions.phrasing_embeddings, conditions.phrasing_classes),
+                            condition_noise=conditions.condition_noise(cfg.text.condition_noise)).to(device)
     optimizer = build_optimizer(unet.parameters(), sc)
     ema = EMA(unet, sc.ema_decay) if sc.ema_decay else None
     state = TrainState(objective, optimizer, build_scheduler(optimizer, sc), ema=ema, ema_source=unet)

@@ -54,10 +54,10 @@ class LfaeObjective(nn.Module):
             out = model(source, driving)
         losses = {"reconstruction": self.reconstruction(out["prediction"], driving)}
         if cfg.warp_weight and not self.decoder_only:
-            size = out["flow"].shape[1:3]                                   # the flow's (h, w)
-            small = lambda x: F.interpolate(x, size=size, mode="area")  # noqa: E731
-            deformed = warp(small(source), out["flow"], model.cfg.align_corners)       # (B, 3, h, w)
-            losses["warp"] = cfg.warp_weight * (deformed - small(driving)).abs().mean()
+            size = out["flow"].shape[1:3] if cfg.warp_resolution == "flow" else source.shape[2:]
+            resized = lambda x: F.interpolate(x, size=size, mode="area")  # noqa: E731  (identity at "image")
+            deformed = warp(resized(source), out["flow"], model.cfg.align_corners)     # (B, 3, h, w) or (B, 3, H, W)
+            losses["warp"] = cfg.warp_weight * (deformed - resized(driving)).abs().mean()
         if not self.decoder_only and (cfg.equivariance_shift or cfg.equivariance_affine):
             transform = RandomTPS(driving.shape[0], cfg.sigma_affine, cfg.sigma_tps, cfg.points_tps,
                                   generator=generator, device=driving.device,

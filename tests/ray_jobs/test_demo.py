@@ -47,6 +47,8 @@ def test_tiny_demo_writes_a_consistent_report_and_reuses_stages(tmp_path, ray_tm
     assert set(prompts["retrieval"]) == {"class_means", "labels"} and prompts["retrieval"]["labels"]["n"] == 36
     shapes = results["shape_preservation"]
     assert shapes["real"]["overall"]["n"] == 9 and shapes["generated"]["overall"]["n"] <= 18
+    assert shapes["stage1"]["overall"]["n"] == 9                  # the same real clips, rebuilt by stage 1
+    assert "shape IoU stage-1 reconstruction" in html
     assert shapes["real"]["per_class"]["stay still"]["shape_iou"] > 0.95          # real still objects keep their shape
     gifs = sorted(p for p in (out / "examples").iterdir())
     assert len(gifs) == 9 and all(f'src="examples/{p.name}"' in html for p in gifs)

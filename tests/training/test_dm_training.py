@@ -90,6 +90,53 @@ def test_phrasings_draw_a_sentence_of_each_clips_own_class():
     assert not single.phrasings                               # one sentence per class: the label path, no draws
 
 
+def test_condition_noise_lies_in_the_class_subspace_with_the_stated_spread():
+    from lfdm.config import ConfigError
+    from lfdm.diffusion.parameterisation import Prediction
+    from lfdm.diffusion.schedule import cosine_schedule
+    from lfdm.models.text import TextConditions
+    from lfdm.models.text_map import TextMap
+    from lfdm.models.unet3d import UNet3D
+    from lfdm.training.dm_objective import DmObjective
+    cfg = get_preset("tiny")
+    gen = torch.Generator().manual_seed(0)
+    classes = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2])
+    raw = torch.randn(3, cfg.unet.text_dim, generator=gen)[classes] + 0.1 * torch.randn(9, cfg.unet.text_dim,
+                                                                                        generator=gen)
+    text_map = TextMap.fit(raw, classes)
+    sentences = text_map(raw)
+    conditions = TextConditions(["a", "b", "c"], sentences[[0, 3, 6]], sentences, classes, text_map)
+    directions, std = conditions.condition_noise(0.25)
+    means = torch.stack([sentences[classes == c].mean(0) for c in range(3)])
+    spacing = torch.cdist(means, means)[torch.triu_indices(3, 3, 1).unbind()]
+    assert directions.shape == (2, cfg.unet.text_dim)                         # 3 classes span a plane
+    assert std == pytest.approx(0.25 * float(spacing.mean()), rel=1e-5)
+    assert conditions.condition_noise(0.0) is None
+
+    def objective(noise):
+        return DmObjective(UNet3D(cfg.unet), Prediction("x0", cosine_schedule(cfg.diffusion)), sentences[[0, 3, 6]],
+                           0.1, phrasings=(sentences, classes), condition_noise=noise)
+    label = torch.tensor([0, 1, 2] * 2000)
+    clean = objective(None).conditions(label, torch.Generator().manual_seed(1))
+    noisy = objective((directions, std)).conditions(label, torch.Generator().manual_seed(1))
+    offset = (noisy - clean).double()                                         # the same sentences drawn, plus noise
+    in_plane = offset @ directions.double().T                                 # (6000, 2) coordinates in the subspace
+    torch.testing.assert_close(in_plane @ directions.double(), offset, atol=1e-4, rtol=0)   # nothing outside it
+    assert in_plane.std(0).tolist() == pytest.approx([std, std], rel=0.05)
+    assert in_plane.mean(0).abs().max() < 0.05 * std
+    labels_only = DmObjective(UNet3D(cfg.unet), Prediction("x0", cosine_schedule(cfg.diffusion)),
+                              sentences[[0, 3, 6]], 0.1)
+    untouched = torch.Generator().manual_seed(1)
+    assert torch.equal(labels_only.conditions(label[:3], untouched), sentences[[0, 3, 6]])
+    assert torch.equal(untouched.get_state(), torch.Generator().manual_seed(1).get_state())  # no draw: runs unchanged
+    for preset in ("mug128", "mhad128", "natops128"):
+        assert get_preset(preset).text.condition_noise == 0.0
+    with pytest.raises(ConfigError, match="text.whiten"):
+        get_preset("mug128", {"text.condition_noise": 0.1})
+    with pytest.raises(ConfigError, match=">= 0"):
+        get_preset("demo64", {"text.condition_noise": -0.1})
+
+
 def test_dm_refuses_a_cache_of_another_lfae(tmp_path, tiny_dataset, tiny_lfae):
     root, _ = tiny_dataset
     cache = str(tmp_path / "flows")

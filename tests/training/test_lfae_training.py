@@ -8,6 +8,7 @@ from lfdm.cli import main as cli
 from lfdm.convert import LFAE_PREFIXES, map_official_lfae
 from lfdm.models.autoencoder import LatentFlowAutoencoder
 from lfdm.presets import get_preset
+from lfdm.config import ConfigError
 from lfdm import checkpoint as ckpt
 from lfdm.training.equivariance import RandomTPS, equivariance_losses
 from lfdm.training.lfae_objective import LfaeObjective
@@ -215,3 +216,19 @@ def test_warp_loss_scores_the_flow_alone_and_is_off_in_the_paper_presets():
     assert all(g is None for g in grads[len(flow_params):])                               # and not the decoder
     for preset in ("mug128", "mhad128", "natops128"):
         assert get_preset(preset).train.lfae_loss.warp_weight == 0.0
+
+
+def test_warp_loss_at_image_resolution_compares_full_size_frames():
+    from lfdm.models.warp import warp
+    torch.manual_seed(0)
+    cfg = get_preset("tiny", {"train.lfae_loss.warp_weight": 2.0, "train.lfae_loss.warp_resolution": "image"})
+    objective = LfaeObjective(LatentFlowAutoencoder(cfg.autoencoder), cfg.train.lfae_loss).eval()
+    batch = tiny_batch()
+    with torch.no_grad():
+        out = objective(*batch.values())
+        flow = objective.model.estimate_flow(batch["source"], batch["driving"])[0]           # (B, h, w, 2)
+    assert flow.shape[1] < batch["source"].shape[2]                                         # a coarser flow
+    expected = 2.0 * (warp(batch["source"], flow, cfg.autoencoder.align_corners) - batch["driving"]).abs().mean()
+    torch.testing.assert_close(out["warp"], expected)
+    with pytest.raises(ConfigError, match="warp_resolution"):
+        get_preset("tiny", {"train.lfae_loss.warp_resolution": "latent"})
