@@ -151,6 +151,7 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads per variant")
     p.add_argument("--size", choices=["demo", "tiny"], default="demo", help="tiny: 3 subjects, 1 video per class")
     p.add_argument("--scale", type=float, default=1.0, help="multiplies every variant's training steps (smoke runs)")
+    p.add_argument("--data-seed", type=int, default=0, help="the dataset's draw (`lfdm demo --seed N` renders draw N)")
     p.add_argument("--only", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.stage2 and not args.text_embeddings:
@@ -159,7 +160,7 @@ def main(argv=None) -> int:
         run_variant(args.only, args)
         return 0
     from lfdm.data.synthetic import DEMO_SPEC, write_synthetic_dataset
-    spec = DEMO_SPEC
+    spec = dataclasses.replace(DEMO_SPEC, seed=args.data_seed)
     spec = spec if args.size == "demo" else dataclasses.replace(spec, num_subjects=3, test_subjects=1, videos_per_class=1)
     write_synthetic_dataset(os.path.join(args.out, "data"), spec, progress=False)
     child = ["--out", args.out, "--device", args.device, "--num-videos", str(args.num_videos), "--threads",

@@ -90,7 +90,9 @@ def demo64() -> LFDMConfig:
     on this CPU), the decoder painting the driving frame through the occlusion map; with it both CPU runs
     whose seeds had collapsed learned the motion (benchmarks/README.md, quality study).
     Stage 2 trains on the synthetic dataset's phrasings (text.phrasings, ten sentences per class, one drawn per
-    clip), so free-text prompts worded unlike the labels are in distribution.
+    clip), so free-text prompts worded unlike the labels are in distribution, and adds noise to each condition in
+    the text map's class subspace (text.condition_noise 0.125: held-out prompts 86.1 -> 88.9 % on one stage 1,
+    8 of the 10 misses before it were still videos from prompts that landed between classes).
     """
     return LFDMConfig(
         name="demo64",
