@@ -115,25 +115,27 @@ def table(results: list) -> str:
     from lfdm.data.synthetic import CLASSES
     short = [c.replace("rotate ", "rot ").replace("counterclockwise", "ccw").replace("clockwise", "cw") for c in CLASSES]
     lines = []
-    for title, cell in (
+    none = lambda r: None  # noqa: E731
+    for title, cell, overall in (
         ("stage-1 reconstruction L1 / copy-the-source L1 (test split; lower is better)",
-         lambda r, c: r["reconstruction"]["per_class"].get(c, {}).get("relative_to_copy")),
+         lambda r, c: r["reconstruction"]["per_class"].get(c, {}).get("relative_to_copy"),
+         lambda r: r["reconstruction"]["relative_to_copy"]),
         ("stage-1 flow magnitude / true motion on the object (1 = the whole motion)",
-         lambda r, c: r["flow_fidelity"].get(c, {}).get("magnitude_ratio")),
-        ("stage-1 flow end-point error, pixels", lambda r, c: r["flow_fidelity"].get(c, {}).get("endpoint_error_px")),
+         lambda r, c: r["flow_fidelity"].get(c, {}).get("magnitude_ratio"), none),
+        ("stage-1 flow end-point error, pixels", lambda r, c: r["flow_fidelity"].get(c, {}).get("endpoint_error_px"),
+         none),
         ("shape IoU of stage-1 reconstructions of real test clips (lfdm.runs.shape_preservation; real clips ~0.9)",
-         lambda r, c: r.get("shape", {}).get("stage1", {}).get(c, {}).get("shape_iou")),
+         lambda r, c: r.get("shape", {}).get("stage1", {}).get(c, {}).get("shape_iou"), none),
         ("condition accuracy of generated videos (held-out subjects)",
-         lambda r, c: (r.get("motion") or {}).get("per_class", {}).get(c, {}).get("accuracy")),
+         lambda r, c: (r.get("motion") or {}).get("per_class", {}).get(c, {}).get("accuracy"),
+         lambda r: (r.get("motion") or {}).get("accuracy")),
     ):
         lines += [f"\n### {title}\n", "| variant | " + " | ".join(short) + " | all |",
                   "|---" * (len(short) + 2) + "|"]
         for r in results:
-            cells = [cell(r, c) for c in CLASSES]
-            overall = (r.get("motion") or {}).get("accuracy") if "accuracy" in title else \
-                (r["reconstruction"]["relative_to_copy"] if "reconstruction" in title else None)
+            cells, total = [cell(r, c) for c in CLASSES], overall(r)
             lines.append(f"| {r['variant']} | " + " | ".join("—" if v is None else f"{v:.2f}" for v in cells)
-                         + f" | {'—' if overall is None else f'{overall:.2f}'} |")
+                         + f" | {'—' if total is None else f'{total:.2f}'} |")
     lines.append("\n| variant | stage 1 s | stage 2 s |\n|---|---|---|")
     lines += [f"| {r['variant']} | {r['stage1_seconds']:.0f} | {r.get('stage2_seconds', 0):.0f} |" for r in results]
     return "\n".join(lines) + "\n"
