@@ -38,6 +38,8 @@ def register(sub) -> None:
     m.add_argument("--seed", dest="plan_seed", type=int, default=0,
                    help="run seed of the plan (source frames and per-video seeds)")
     m.add_argument("--batch", type=int, default=6)
+    m.add_argument("--prompts", help="generate from free text instead of the labels: 'held-out' (the synthetic "
+                                     "dataset's held-out sentences) or a YAML/JSON file {class: [sentence, ...]}")
     m.add_argument("--out", help="JSON output")
     m.add_argument("--device")
     add_sample_overrides(m, seed=False)
@@ -112,9 +114,23 @@ def _fvd(args) -> int:
 def _motion(args) -> int:
     from lfdm.io import storage
     from lfdm.runs.motion_accuracy import evaluate_motion
+    from lfdm.data.phrasings import SYNTHETIC_HELD_OUT, PhrasingError, read_table
+    from lfdm.data.synthetic import CLASSES
+    from lfdm.runs.generation import checked_prompts
+    prompts = None
+    if args.prompts:
+        table = dict(SYNTHETIC_HELD_OUT) if args.prompts == "held-out" else read_table(args.prompts)
+        unknown = sorted(set(table) - set(CLASSES))
+        try:
+            if unknown:
+                raise ValueError(f"{unknown} are not classes of the synthetic dataset ({list(CLASSES)})")
+            prompts = checked_prompts(table)
+        except ValueError as exc:
+            raise PhrasingError(f"--prompts {args.prompts}: {exc}") from None
     result = evaluate_motion(load_pipeline_for(args), args.data, num_videos=args.num_videos, split=args.split,
-                             seed=args.plan_seed, batch=args.batch)
-    print(f"condition accuracy ({result['sampler']}, {result['steps']} steps, {result['n']} videos, "
+                             seed=args.plan_seed, batch=args.batch, prompts=prompts)
+    source = f"prompts {args.prompts}" if prompts else "labels"
+    print(f"condition accuracy from {source} ({result['sampler']}, {result['steps']} steps, {result['n']} videos, "
           f"subjects {', '.join(result['subjects'])}): {100 * result['accuracy']:.1f}%")
     for name, v in result["per_class"].items():
         print(f"  {name:<26} {100 * v['accuracy']:5.1f}%  (n={v['n']})")

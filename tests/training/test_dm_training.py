@@ -1,3 +1,4 @@
+import json
 import os
 
 import pytest
@@ -67,6 +68,15 @@ def test_dm_cli_train_resume_generate(tmp_path, tiny_dataset, tiny_lfae, capsys)
     assert cli(["generate", "--checkpoint", out, "--image", str(tmp_path / "f.png"), "--prompt", "spin it clockwise",
                 "--out", str(tmp_path / "p.mp4"), "--steps", "3"]) == 0
     assert os.path.getsize(tmp_path / "p.mp4") > 0
+    capsys.readouterr()
+    motion = ["eval", "motion", "--checkpoint", out, "--data", str(root / "manifest.parquet"), "--num-videos", "9",
+              "--steps", "2", "--out", str(tmp_path / "motion.json")]
+    assert cli(motion + ["--prompts", "held-out"]) == 0                       # sentences never trained on
+    assert "condition accuracy from prompts held-out" in capsys.readouterr().out
+    assert json.loads((tmp_path / "motion.json").read_text())["n"] == 9
+    (tmp_path / "bad.yaml").write_text("fly away: [take off]\n")
+    assert cli(motion + ["--prompts", str(tmp_path / "bad.yaml")]) == 2
+    assert "['fly away'] are not classes of the synthetic dataset" in capsys.readouterr().err
 
 
 def test_phrasings_draw_a_sentence_of_each_clips_own_class():
