@@ -117,13 +117,12 @@ def _motion(args) -> int:
     from lfdm.data.phrasings import SYNTHETIC_HELD_OUT, PhrasingError, read_table
     from lfdm.data.synthetic import CLASSES
     from lfdm.runs.generation import checked_prompts
+    from lfdm.runs.plan import check_prompt_classes
     prompts = None
     if args.prompts:
         table = dict(SYNTHETIC_HELD_OUT) if args.prompts == "held-out" else read_table(args.prompts)
-        unknown = sorted(set(table) - set(CLASSES))
         try:
-            if unknown:
-                raise ValueError(f"{unknown} are not classes of the synthetic dataset ({list(CLASSES)})")
+            check_prompt_classes(table, CLASSES)
             prompts = checked_prompts(table)
         except ValueError as exc:
             raise PhrasingError(f"--prompts {args.prompts}: {exc}") from None

@@ -95,7 +95,6 @@ class TextConditions:
         return cls(list(plain["labels"]), tensors["label_embeddings"].float(), tensors["phrasing_embeddings"].float(),
                    tensors["phrasing_classes"].long(), TextMap.from_tensors(tensors))
 
-
     def condition_noise(self, fraction: float) -> Optional[Tuple[torch.Tensor, float]]:
         """Stage 2's condition noise (``text.condition_noise``): (the map's class directions (r, D), the standard
         deviation = ``fraction`` of the mean distance between class conditions), or None when it is off."""

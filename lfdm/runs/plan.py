@@ -49,10 +49,7 @@ def plan_generation(manifest: Manifest, num_videos: int, *, split: str, run_seed
     classes = labels or source.classes
     if prompts and stochastic:
         raise ValueError("a plan is either stochastic (no condition) or from prompts, not both")
-    unknown = sorted(set(prompts or {}) - set(classes))
-    if unknown:
-        raise ValueError(f"prompts are grouped by the class they should produce; {unknown} are not among the "
-                         f"model's labels {list(classes)}")
+    check_prompt_classes(prompts or {}, classes)
     prompted = [c for c in classes if (prompts or {}).get(c)]
     subjects = source.subjects()
     by_subject = {s: [r for r in source.records if r.subject == s] for s in subjects}
@@ -73,3 +70,11 @@ def plan_generation(manifest: Manifest, num_videos: int, *, split: str, run_seed
             subject=subject, seed=derive_seed(run_seed, video_id), sampler=sampler, steps=steps,
             guidance=guidance, eta=eta, checkpoint_hash=checkpoint_hash, batch=i // batch_size, prompt=prompt))
     return rows
+
+
+def check_prompt_classes(prompts: Mapping[str, Sequence[str]], classes: Sequence[str]) -> None:
+    """Prompts are grouped by the class they should produce: every group must name one of ``classes``."""
+    unknown = sorted(set(prompts) - set(classes))
+    if unknown:
+        raise ValueError(f"prompts are grouped by the class they should produce; {unknown} are not among the "
+                         f"model's labels {list(classes)}")

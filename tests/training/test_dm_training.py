@@ -76,7 +76,7 @@ def test_dm_cli_train_resume_generate(tmp_path, tiny_dataset, tiny_lfae, capsys)
     assert json.loads((tmp_path / "motion.json").read_text())["n"] == 9
     (tmp_path / "bad.yaml").write_text("fly away: [take off]\n")
     assert cli(motion + ["--prompts", str(tmp_path / "bad.yaml")]) == 2
-    assert "['fly away'] are not classes of the synthetic dataset" in capsys.readouterr().err
+    assert "['fly away'] are not among the model's labels" in capsys.readouterr().err
 
 
 def test_phrasings_draw_a_sentence_of_each_clips_own_class():
