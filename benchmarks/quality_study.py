@@ -52,7 +52,6 @@ VARIANTS = {
                              "train.lfae_loss.warp_weight": 100.0},
     "r8_seed1": {"autoencoder.num_regions": 8, "train.lfae.seed": 1},
     "warpimg_seed1": {"train.lfae_loss.warp_resolution": "image", "train.lfae.seed": 1},
-    "skew_warpimg_seed1": {**SKEW, "train.lfae_loss.warp_resolution": "image", "train.lfae.seed": 1},
     "skew_eqrot_r8_dm2x": {**SKEW, "train.lfae_loss.equivariance_rotation": 180.0, "autoencoder.num_regions": 8,
                            "train.dm.steps": 3000},
 }
