@@ -126,21 +126,20 @@ def shape_html(shapes: Optional[dict]) -> str:
     if not shapes:
         return ""
     stage1 = (shapes.get("stage1") or {}).get("per_class")
-    rows = []
-    for label, real in shapes["real"]["per_class"].items():
-        fake, recon = shapes["generated"]["per_class"].get(label, {}), (stage1 or {}).get(label, {})
-        rows.append([label, fmt_number(real["shape_iou"]), *([fmt_number(recon.get("shape_iou"))] if stage1 else []),
-                     fmt_number(fake.get("shape_iou")), fmt_number(shapes["gap"].get(label)),
-                     fmt_number(real["area_drift"]), *([fmt_number(recon.get("area_drift"))] if stage1 else []),
-                     fmt_number(fake.get("area_drift")), str(fake.get("frames_without_object", "—"))])
+    kinds = [("real", shapes["real"]["per_class"]), *([("stage-1 reconstruction", stage1)] if stage1 else []),
+             ("generated", shapes["generated"]["per_class"])]
+    rows = [[label, *(fmt_number(table.get(label, {}).get("shape_iou")) for _, table in kinds),
+             fmt_number(shapes["gap"].get(label)),
+             *(fmt_number(table.get(label, {}).get("area_drift")) for _, table in kinds),
+             str(shapes["generated"]["per_class"].get(label, {}).get("frames_without_object", "—"))]
+            for label in shapes["real"]["per_class"]]
     verdict = "within" if shapes["within_margin"] else "not within"
     recon_note = (" Stage-1 reconstruction: the same real clips rebuilt by the auto-encoder from their first frame "
                   "through its own flows: what stage 1 can express, so a generated IoU near it and below real is "
                   "stage 1's loss, not stage 2's." if stage1 else "")
     return ("<h2>Shape preservation</h2>" + _table(_escaped(rows), [
-        "class", "shape IoU real", *(["shape IoU stage-1 reconstruction"] if stage1 else []), "shape IoU generated",
-        "gap (real - generated)", "area drift real", *(["area drift stage-1 reconstruction"] if stage1 else []),
-        "area drift generated", "generated frames without an object"])
+        "class", *(f"shape IoU {name}" for name, _ in kinds), "gap (real - generated)",
+        *(f"area drift {name}" for name, _ in kinds), "generated frames without an object"])
         + "<p>Each frame's object (its coloured pixels) against the source frame's, after moving, scaling and "
           "turning the source to fit: shape IoU 1 = the same shape, moved; a blob, a ghost left where the object "
           "started or a collapse lowers it. Area drift |log(area / source area)| for motions that keep the size "
