@@ -13,7 +13,8 @@ import numpy as np
 
 from lfdm import checkpoint as ckpt
 from lfdm.device import pick_device
-from lfdm.training.flow_cache import compute_video_flows, missing_shards, prepare_cache, shard_uri, write_shard
+from lfdm.training.flow_cache import (compute_video_flows, missing_shards, prepare_cache, shard_uri,
+                                      sweep_finished_shards, write_shard)
 from ray_jobs.common import FlowsJob, available_slots, init_ray, job_argparser, load_job_config
 
 
@@ -56,6 +57,7 @@ def run(job: FlowsJob, log=print) -> str:
                                                    "image_size": meta["image_size"], "use_gpu": job.use_gpu})
         written = sum(int(row["videos"]) for row in ds.iter_rows())
         log(f"wrote {len(todo)} shards ({written} videos) with {size} actor(s)")
+    sweep_finished_shards(out)
     return out
 
 

@@ -178,6 +178,26 @@ def remove_stale_temp_files(uri: str, older_than_s: float) -> int:
     return removed
 
 
+def remove_superseded_temp_files(uri: str) -> int:
+    """Delete, whatever their age, the temporary files of atomic writes in the local folder ``uri`` whose
+    destination exists: a writer killed before its rename whose work a retry then finished. Call it once a job's
+    outputs are all written; a live writer of a finished file would only have rewritten it. Returns how many."""
+    if is_s3(uri):
+        return 0
+    folder = os.path.abspath(os.path.expanduser(uri))
+    if not os.path.isdir(folder):
+        return 0
+    removed = 0
+    for name in os.listdir(folder):
+        if TEMP_NAME.fullmatch(name) and os.path.exists(os.path.join(folder, name[1:name.rindex(".tmp-")])):
+            try:
+                os.remove(os.path.join(folder, name))
+                removed += 1
+            except FileNotFoundError:
+                pass
+    return removed
+
+
 def append_text(uri: str, text: str) -> None:
     """Append to a text file: in place on a local disk; S3 objects cannot be appended to, so there the
     object is rewritten whole (callers batch their appends). A crash mid-append can leave a partial last line."""

@@ -116,8 +116,10 @@ def checked_prompts(prompts) -> Optional[Dict[str, List[str]]]:
 
 def sweep(run_uri: str) -> int:
     """Remove the temporary files a killed writer left in videos/ and meta/; returns how many. Only files older
-    than a minute are taken, so a writer that is alive (another process finishing a batch) keeps its own."""
+    than a minute are taken, so a writer that is alive (another process finishing a batch) keeps its own, or those
+    whose video is written already (a retry finished it; videos are never written twice)."""
     return sum(storage.remove_stale_temp_files(storage.join(run_uri, folder), older_than_s=60)
+               + storage.remove_superseded_temp_files(storage.join(run_uri, folder))
                for folder in ("videos", "meta"))
 
 

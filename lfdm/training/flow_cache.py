@@ -161,6 +161,12 @@ def prepare_cache(lfae_uri: str, manifest_uri: str, out_uri: str, shard_size: in
     return records, shard_plan(records, shard_size), meta
 
 
+def sweep_finished_shards(out_uri: str) -> int:
+    """Once every shard is written: remove what writers killed mid-shard left, whatever its age (a retry wrote
+    the shard whole); returns how many."""
+    return storage.remove_superseded_temp_files(storage.join(out_uri, "shards"))
+
+
 def precompute_local(lfae_uri: str, manifest_uri: str, out_uri: str, *, shard_size: int = 16,
                      split: Optional[str] = None, device: Optional[str] = None, progress: bool = True) -> dict:
     """`lfdm flows precompute`: every missing shard, on this machine."""
@@ -172,4 +178,5 @@ def precompute_local(lfae_uri: str, manifest_uri: str, out_uri: str, *, shard_si
         for i in tqdm(todo, desc="flow shards", unit="shard", disable=not progress):
             write_shard(shard_uri(out_uri, i),
                         [compute_video_flows(model, r, meta["image_size"], device=device) for r in shards[i]])
+    sweep_finished_shards(out_uri)
     return {**meta, "computed_shards": len(todo), "skipped_shards": len(shards) - len(todo)}
