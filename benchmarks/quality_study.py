@@ -52,6 +52,8 @@ VARIANTS = {
                              "train.lfae_loss.warp_weight": 100.0},
     "r8_seed1": {"autoencoder.num_regions": 8, "train.lfae.seed": 1},
     "warpimg_seed1": {"train.lfae_loss.warp_resolution": "image", "train.lfae.seed": 1},
+    "eqrot_seed1": {"train.lfae_loss.equivariance_rotation": 180.0, "train.lfae.seed": 1},
+    "eqrot45_seed1": {"train.lfae_loss.equivariance_rotation": 45.0, "train.lfae.seed": 1},
     "skew_eqrot_r8_dm2x": {**SKEW, "train.lfae_loss.equivariance_rotation": 180.0, "autoencoder.num_regions": 8,
                            "train.dm.steps": 3000},
 }
