@@ -54,6 +54,10 @@ VARIANTS = {
     "warpimg_seed1": {"train.lfae_loss.warp_resolution": "image", "train.lfae.seed": 1},
     "eqrot_seed1": {"train.lfae_loss.equivariance_rotation": 180.0, "train.lfae.seed": 1},
     "eqrot45_seed1": {"train.lfae_loss.equivariance_rotation": 45.0, "train.lfae.seed": 1},
+    "eqrot90_ramp_seed1": {"train.lfae_loss.equivariance_rotation": 90.0, "train.lfae.seed": 1,
+                           "train.lfae_loss.equivariance_rotation_ramp": (0.2, 0.6)},
+    "eqrot60_ramp_seed1": {"train.lfae_loss.equivariance_rotation": 60.0, "train.lfae.seed": 1,
+                           "train.lfae_loss.equivariance_rotation_ramp": (0.2, 0.6)},
     "skew_eqrot_r8_dm2x": {**SKEW, "train.lfae_loss.equivariance_rotation": 180.0, "autoencoder.num_regions": 8,
                            "train.dm.steps": 3000},
 }

@@ -117,7 +117,8 @@ def demo64() -> LFDMConfig:
             dm=StageTrainConfig(batch_size=8, steps=3000, lr=1e-3, betas=(0.9, 0.99),
                                 lr_milestones=(0.8,), grad_clip_norm=1.0, ema_decay=0.99,
                                 log_every=50, checkpoint_every=500, sample_every=1000),
-            lfae_loss=LfaeLossConfig(warp_weight=100.0),
+            lfae_loss=LfaeLossConfig(warp_weight=100.0, equivariance_rotation=60.0,
+                                     equivariance_rotation_ramp=(0.2, 0.6)),
         ),
         sample=SampleConfig(sampler="dpmpp", steps=20, guidance=3.0),
     ).validate()

@@ -30,6 +30,7 @@ class LfaeObjective(nn.Module):
         self.loss_cfg = loss
         self.reconstruction = ReconstructionLoss(loss.scales, loss.perceptual_weights, loss.vgg_weights)
         self.decoder_only = decoder_only
+        self.progress = 1.0                 # fraction of training done (set_progress); 1 outside training loops
         if decoder_only:
             for name in FROZEN_IN_DECODER_ONLY:
                 getattr(model, name).requires_grad_(False)
@@ -40,6 +41,15 @@ class LfaeObjective(nn.Module):
             for name in FROZEN_IN_DECODER_ONLY:
                 getattr(self.model, name).eval()
         return self
+
+    def set_progress(self, fraction: float) -> None:
+        self.progress = fraction
+
+    def equivariance_angle(self) -> float:
+        """Largest rotation (radians) of this step's equivariance transform: the configured angle, ramped."""
+        start, end = self.loss_cfg.equivariance_rotation_ramp
+        ramp = float(self.progress >= start) if end <= start else min(max((self.progress - start) / (end - start), 0.0), 1.0)
+        return math.radians(self.loss_cfg.equivariance_rotation) * ramp
 
     def forward(self, source: torch.Tensor, driving: torch.Tensor,
                 generator: torch.Generator | None = None) -> Dict[str, torch.Tensor]:
@@ -61,7 +71,7 @@ class LfaeObjective(nn.Module):
         if not self.decoder_only and (cfg.equivariance_shift or cfg.equivariance_affine):
             transform = RandomTPS(driving.shape[0], cfg.sigma_affine, cfg.sigma_tps, cfg.points_tps,
                                   generator=generator, device=driving.device,
-                                  rotation=math.radians(cfg.equivariance_rotation))
+                                  rotation=self.equivariance_angle())
             transformed = model.region_predictor(transform.transform_frame(driving, model.cfg.align_corners))
             eq = equivariance_losses(out["driving_regions"], transformed, transform, model.cfg.revert_axis_swap)
             losses["equivariance_shift"] = cfg.equivariance_shift * eq["equivariance_shift"]

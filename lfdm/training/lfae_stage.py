@@ -49,7 +49,7 @@ def build_lfae_stage(cfg: LFDMConfig, manifest_uri: str, device: torch.device, *
     return Stage("lfae", cfg, objective, state, FramePairDataset(records, cfg.data, augment=True, seed=sc.seed),
                  len(records), lfae_loss, "lfae", step_tensors, restore, export, sample,
                  provenance={"stage": "lfae", "manifest": manifest_uri, "init": init, "decoder_only": decoder_only},
-                 notices=notices)
+                 notices=notices, before_step=lambda step: objective.set_progress(step / sc.steps))
 
 
 def save_lfae_samples(objective: LfaeObjective, batch: dict, uri: str, count: int = 4) -> None:

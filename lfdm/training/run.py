@@ -178,6 +178,8 @@ def _steps(stage: Stage, hooks: LocalHooks, max_seconds: Optional[float]) -> Ite
     tick_step = state.step
     for batch in batches:
         batch = to_device(batch, hooks.device)
+        if stage.before_step is not None:
+            stage.before_step(state.step)
         metrics = train_step(state, split_batch(batch, sc.grad_accum), stage.loss_fn,
                              noise_seed=derive_seed(sc.seed, "noise", state.step, hooks.rank),
                              device=hooks.device, bf16=sc.bf16, grad_clip_norm=sc.grad_clip_norm)

@@ -35,6 +35,7 @@ class Stage:
     labels: tuple = ()
     provenance: dict = field(default_factory=dict)                 # recorded in every checkpoint's extra
     notices: tuple = ()                                            # said once when training starts
+    before_step: Optional[Callable[[int], None]] = None           # told the step number before each step
 
     @property
     def train(self) -> StageTrainConfig:

@@ -1,4 +1,5 @@
 import json
+import math
 import os
 
 import pytest
@@ -14,7 +15,8 @@ from lfdm.training.equivariance import RandomTPS, equivariance_losses
 from lfdm.training.lfae_objective import LfaeObjective
 from lfdm.training.optim import build_optimizer, build_scheduler
 from lfdm.training.lfae_objective import lfae_loss
-from lfdm.training.run import step_checkpoints
+from lfdm.training.lfae_stage import build_lfae_stage
+from lfdm.training.run import LocalHooks, run_stage, step_checkpoints
 from lfdm.training.steps import TrainState, train_step
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "..", "fixtures", "official_keys")
@@ -232,3 +234,32 @@ def test_warp_loss_at_image_resolution_compares_full_size_frames():
     torch.testing.assert_close(out["warp"], expected)
     with pytest.raises(ConfigError, match="warp_resolution"):
         get_preset("tiny", {"train.lfae_loss.warp_resolution": "latent"})
+
+
+def test_equivariance_rotation_ramps_with_training_progress(tmp_path, tiny_dataset):
+    def objective(**loss):
+        cfg = get_preset("tiny", {f"train.lfae_loss.{k}": v for k, v in loss.items()})
+        return LfaeObjective(LatentFlowAutoencoder(cfg.autoencoder), cfg.train.lfae_loss)
+
+    ramped = objective(equivariance_rotation=90.0, equivariance_rotation_ramp=(0.2, 0.6))
+    angles = []
+    for progress in (0.0, 0.19, 0.4, 0.6, 0.9):
+        ramped.set_progress(progress)
+        angles.append(math.degrees(ramped.equivariance_angle()))
+    assert angles == pytest.approx([0.0, 0.0, 45.0, 90.0, 90.0])
+    at_once = objective(equivariance_rotation=90.0)
+    at_once.set_progress(0.0)
+    assert math.degrees(at_once.equivariance_angle()) == pytest.approx(90.0)
+    assert objective().equivariance_angle() == 0.0                      # the paper's: no rotation at all
+    with pytest.raises(ConfigError, match="equivariance_rotation_ramp"):
+        get_preset("tiny", {"train.lfae_loss.equivariance_rotation_ramp": (0.6, 0.2)})
+    # the training loop tells the objective where it is: after 4 steps it last heard step 3 of 4
+    root, _ = tiny_dataset
+    cfg = get_preset("tiny", {"train.lfae.steps": 4, "train.lfae_loss.equivariance_rotation": 90.0,
+                              "train.lfae_loss.equivariance_rotation_ramp": (0.5, 1.0)})
+    stage = build_lfae_stage(cfg, str(root / "manifest.parquet"), torch.device("cpu"))
+    seen = []
+    stage.objective.set_progress = lambda fraction, inner=stage.objective.set_progress: (seen.append(fraction),
+                                                                                         inner(fraction))
+    run_stage(stage, LocalHooks(torch.device("cpu")), str(tmp_path / "run"), str(tmp_path / "out"), log=lambda s: None)
+    assert seen == [0.0, 0.25, 0.5, 0.75]

@@ -40,17 +40,21 @@ def stage(manifest: str, **overrides):
     return build_lfae_stage(cfg, manifest, CPU)
 
 
-def test_a_resumed_run_equals_an_uninterrupted_one_log_and_weights(tmp_path, tiny_dataset):
+# the second case ramps the equivariance rotation over the steps: a resumed run must pick the ramp up where it was
+@pytest.mark.parametrize("overrides", [{}, {"train.lfae_loss.equivariance_rotation": 90.0,
+                                            "train.lfae_loss.equivariance_rotation_ramp": (0.3, 0.7)}])
+def test_a_resumed_run_equals_an_uninterrupted_one_log_and_weights(tmp_path, tiny_dataset, overrides):
     root, _ = tiny_dataset
     manifest = str(root / "manifest.parquet")
     clean, broken = str(tmp_path / "clean"), str(tmp_path / "broken")
-    run_stage(stage(manifest), LocalHooks(CPU), os.path.join(clean, "train"), clean, log=lambda s: None)
+    run_stage(stage(manifest, **overrides), LocalHooks(CPU), os.path.join(clean, "train"), clean, log=lambda s: None)
     with pytest.raises(RuntimeError, match="killed"):
-        run_stage(stage(manifest), CrashAtCheckpoint(4), os.path.join(broken, "train"), broken, log=lambda s: None)
+        run_stage(stage(manifest, **overrides), CrashAtCheckpoint(4), os.path.join(broken, "train"), broken,
+                  log=lambda s: None)
     # the crash left steps 3-4 in the log but no checkpoint 4: the resumed run drops and replays them
     assert [m["step"] for m in metrics(os.path.join(broken, "train"))] == [1, 2, 3, 4]
     said = []
-    run_stage(stage(manifest), LocalHooks(CPU), os.path.join(broken, "train"), broken, log=said.append)
+    run_stage(stage(manifest, **overrides), LocalHooks(CPU), os.path.join(broken, "train"), broken, log=said.append)
     assert any(line.startswith("resuming stage 1 from step 2") for line in said)
     assert metrics(os.path.join(broken, "train")) == metrics(os.path.join(clean, "train"))
     assert [m["step"] for m in metrics(os.path.join(clean, "train"))] == [1, 2, 3, 4, 5, 6]
