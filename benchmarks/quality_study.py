@@ -58,6 +58,10 @@ VARIANTS = {
                            "train.lfae_loss.equivariance_rotation_ramp": (0.2, 0.6)},
     "eqrot60_ramp_seed1": {"train.lfae_loss.equivariance_rotation": 60.0, "train.lfae.seed": 1,
                            "train.lfae_loss.equivariance_rotation_ramp": (0.2, 0.6)},
+    "eqrot30_ramp_seed1": {"train.lfae_loss.equivariance_rotation": 30.0, "train.lfae.seed": 1,
+                           "train.lfae_loss.equivariance_rotation_ramp": (0.2, 0.6)},
+    "eqrot60_late_seed1": {"train.lfae_loss.equivariance_rotation": 60.0, "train.lfae.seed": 1,
+                           "train.lfae_loss.equivariance_rotation_ramp": (0.5, 0.8)},
     "skew_eqrot_r8_dm2x": {**SKEW, "train.lfae_loss.equivariance_rotation": 180.0, "autoencoder.num_regions": 8,
                            "train.dm.steps": 3000},
 }
