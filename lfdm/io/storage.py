@@ -16,7 +16,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from typing import IO, Iterator, List, Optional, Tuple
+from typing import IO, Callable, Iterator, List, Optional, Tuple
 
 import pyarrow.fs as pafs
 
@@ -161,27 +161,22 @@ def remove_stale_temp_files(uri: str, older_than_s: float) -> int:
     """Delete the temporary files of atomic writes (``.NAME.tmp-XXXXXXXX``) in the local folder ``uri`` last
     modified more than ``older_than_s`` ago: what a writer killed between writing and renaming left. Returns how
     many. S3 writes leave no temporary object (a single upload appears whole or not at all): nothing to do there."""
-    if is_s3(uri):
-        return 0
-    folder = os.path.abspath(os.path.expanduser(uri))
-    if not os.path.isdir(folder):
-        return 0
-    cutoff, removed = time.time() - older_than_s, 0
-    for name in os.listdir(folder):
-        path = os.path.join(folder, name)
-        if TEMP_NAME.fullmatch(name) and os.path.getmtime(path) < cutoff:
-            try:
-                os.remove(path)
-                removed += 1
-            except FileNotFoundError:
-                pass
-    return removed
+    cutoff = time.time() - older_than_s
+    return _remove_temp_files(uri, lambda path: os.path.getmtime(path) < cutoff)
 
 
 def remove_superseded_temp_files(uri: str) -> int:
     """Delete, whatever their age, the temporary files of atomic writes in the local folder ``uri`` whose
     destination exists: a writer killed before its rename whose work a retry then finished. Call it once a job's
     outputs are all written; a live writer of a finished file would only have rewritten it. Returns how many."""
+    def destination(path: str) -> str:
+        folder, name = os.path.split(path)
+        return os.path.join(folder, name[1:name.rindex(".tmp-")])
+    return _remove_temp_files(uri, lambda path: os.path.exists(destination(path)))
+
+
+def _remove_temp_files(uri: str, doomed: Callable[[str], bool]) -> int:
+    """Delete the atomic-write temporary files of the local folder ``uri`` for which ``doomed(path)``; S3: none."""
     if is_s3(uri):
         return 0
     folder = os.path.abspath(os.path.expanduser(uri))
@@ -189,9 +184,10 @@ def remove_superseded_temp_files(uri: str) -> int:
         return 0
     removed = 0
     for name in os.listdir(folder):
-        if TEMP_NAME.fullmatch(name) and os.path.exists(os.path.join(folder, name[1:name.rindex(".tmp-")])):
+        path = os.path.join(folder, name)
+        if TEMP_NAME.fullmatch(name) and doomed(path):
             try:
-                os.remove(os.path.join(folder, name))
+                os.remove(path)
                 removed += 1
             except FileNotFoundError:
                 pass
