@@ -165,6 +165,8 @@ def run_demo(out: str, size: str = "demo", log: Callable[[str], None] = print, s
                                                          stage1["reconstruction"]["per_class"].items()},
                    "stage1_flow_magnitude_ratio_per_class": {k: v["magnitude_ratio"] for k, v in
                                                              stage1["flow_fidelity"]["per_class"].items()},
+                   "stage1_reconstruction_accuracy_per_class": {k: v["accuracy"] for k, v in
+                                                                (stage1.get("motion") or {}).get("per_class", {}).items()},
                    "prompts": prompts, "shape_preservation": {k: shapes.get(k) for k in ("real", "stage1", "generated", "gap",
                                                                                       "margin", "within_margin")},
                    "protocol_hash": results["protocol"]["hash"], "evaluation": results_uri}
@@ -240,13 +242,18 @@ def stage1_collapsed(stage1: dict) -> bool:
 
 
 def stage1_quality(lfae_uri: str, manifest_uri: str) -> dict:
-    """Reconstruction vs the copy-the-source baseline and flow vs the true motion, per class, on the test split."""
+    """Per class on the test split: reconstruction vs the copy-the-source baseline, flow vs the true motion, and
+    the motion classifier on reconstructed clips (what a perfect stage 2 would score)."""
     from lfdm.checkpoint import load_lfae
     from lfdm.runs.flow_fidelity import evaluate_flow_fidelity
     from lfdm.runs.reconstruction import evaluate_reconstruction
+    from lfdm.runs.reconstruction_motion import autoencoder_reconstruct, evaluate_reconstruction_motion
     model, loaded = load_lfae(lfae_uri)
-    recon = evaluate_reconstruction(model, manifest_uri, image_size=loaded.config.data.image_size, progress=False)
-    return {"reconstruction": recon, "flow_fidelity": evaluate_flow_fidelity(model, manifest_uri)}
+    data = loaded.config.data
+    recon = evaluate_reconstruction(model, manifest_uri, image_size=data.image_size, progress=False)
+    motion = evaluate_reconstruction_motion(autoencoder_reconstruct(model), manifest_uri, num_frames=data.num_frames,
+                                            image_size=data.image_size)
+    return {"reconstruction": recon, "flow_fidelity": evaluate_flow_fidelity(model, manifest_uri), "motion": motion}
 
 
 def main(argv=None) -> int:

@@ -81,13 +81,16 @@ def stage1_rows(stage1: dict) -> List[List[str]]:
     """Per class: reconstruction L1 of the auto-encoder and of copying the source, their ratio, and the flow's
     magnitude against the true motion (the synthetic dataset's)."""
     recon, fidelity = stage1["reconstruction"]["per_class"], stage1["flow_fidelity"]["per_class"]
+    motion = (stage1.get("motion") or {}).get("per_class", {})      # absent from runs made before it was measured
     return [[label, fmt_number(r["lfae_l1"], 4), fmt_number(r["copy_source_l1"], 4), fmt_number(r["relative_to_copy"]),
-             fmt_number(fidelity.get(label, {}).get("magnitude_ratio")), fmt_number(fidelity.get(label, {}).get("endpoint_error_px"))]
+             fmt_number(fidelity.get(label, {}).get("magnitude_ratio")), fmt_number(fidelity.get(label, {}).get("endpoint_error_px")),
+             share_of(motion, label), fmt_number(motion.get(label, {}).get("motion_ratio"))]
             for label, r in recon.items()]
 
 
 STAGE1_HEADER = ["class", "L1 auto-encoder", "L1 copy source", "ratio (< 1: better than copying)",
-                 "flow / true motion", "flow error (px)"]
+                 "flow / true motion", "flow error (px)", "reconstruction classified as its class",
+                 "reconstructed / real motion"]
 
 
 def share_of(accuracy: Dict[str, dict], label: str) -> str:
@@ -172,7 +175,10 @@ def write_html(out_dir: str, results: dict, examples: Dict[str, List[Tuple[str, 
                                                                      if collapse_warning else "") + _table(_escaped(stage1_rows(stage1)), STAGE1_HEADER)
                        + "<p>Reconstruction: frame 0 drives 40 frames of each test video; L1 on [0, 1] pixels. Flow / true "
                          "motion: the auto-encoder's flow on the object against the motion the dataset rendered (1 = all "
-                         "of it); stage 2 can only generate motions that stage 1 encodes.</p>")
+                         "of it); stage 2 can only generate motions that stage 1 encodes. The last two columns take each "
+                         "test clip as generation makes it, decode every frame through its real flow and judge it with "
+                         "the motion classifier: the condition accuracy a perfect stage 2 would reach, and the motion "
+                         "the decoded frames show over the real clip's (1 = all of it).</p>")
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>LFDM demo report</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}}table{{border-collapse:collapse;margin:1em 0}}
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:middle}}img{{image-rendering:pixelated;margin:2px}}

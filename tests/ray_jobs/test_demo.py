@@ -35,8 +35,11 @@ def test_tiny_demo_writes_a_consistent_report_and_reuses_stages(tmp_path, ray_tm
     assert cal == evaluation["calibration"] and cal["static"]["n_gen"] == 18 and "kvd_ratio" in cal
     assert set(results["stage1_relative_to_copy_per_class"]) == set(results["stage1_flow_magnitude_ratio_per_class"])
     assert isinstance(results["stage1_collapsed"], bool)
+    ceiling = json.loads((out / "stage1_quality.json").read_text())["motion"]       # reconstructions, classified
+    assert ceiling["videos"] == 9 and ceiling["frames_per_video"] == 10 and ceiling["real_accuracy"] >= 0.5
+    assert results["stage1_reconstruction_accuracy_per_class"] == {k: v["accuracy"] for k, v in ceiling["per_class"].items()}
     for needle in ("Examples per class", "loss_curves.png", "cfvd_per_class.png", "condition accuracy", "Timings",
-                   "Calibrated FVD / KVD", "Stage 1 per class", "flow colour saturates at",
+                   "Calibrated FVD / KVD", "Stage 1 per class", "reconstruction classified as its class", "flow colour saturates at",
                    "Free-text prompts never seen in training", "shift the shape leftwards", "Shape preservation"):
         assert needle in html, needle
     prompts = results["prompts"]                                 # the same plan from held-out prompts, on Ray
