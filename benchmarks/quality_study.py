@@ -62,6 +62,12 @@ VARIANTS = {
                            "train.lfae_loss.equivariance_rotation_ramp": (0.2, 0.6)},
     "eqrot60_late_seed1": {"train.lfae_loss.equivariance_rotation": 60.0, "train.lfae.seed": 1,
                            "train.lfae_loss.equivariance_rotation_ramp": (0.5, 0.8)},
+    "eqrot60_scale04_late_seed1": {"train.lfae_loss.equivariance_rotation": 60.0, "train.lfae.seed": 1,
+                                   "train.lfae_loss.equivariance_rotation_ramp": (0.5, 0.8),
+                                   "train.lfae_loss.equivariance_scale": 0.4,
+                                   "train.lfae_loss.equivariance_scale_ramp": (0.5, 0.8)},
+    "eqscale04_late_seed1": {"train.lfae.seed": 1, "train.lfae_loss.equivariance_scale": 0.4,
+                             "train.lfae_loss.equivariance_scale_ramp": (0.5, 0.8)},
     "skew_eqrot_r8_dm2x": {**SKEW, "train.lfae_loss.equivariance_rotation": 180.0, "autoencoder.num_regions": 8,
                            "train.dm.steps": 3000},
 }
@@ -79,6 +85,7 @@ def run_variant(name: str, args) -> dict:
     from lfdm.runs.flow_fidelity import evaluate_flow_fidelity
     from lfdm.runs.motion_accuracy import evaluate_motion
     from lfdm.runs.reconstruction import evaluate_reconstruction
+    from lfdm.runs.reconstruction_motion import autoencoder_reconstruct, evaluate_reconstruction_motion
     from lfdm.runs.shape_preservation import real_shapes, summarise
     from lfdm.training.dm_stage import build_dm_stage
     from lfdm.training.flow_cache import precompute_local
@@ -100,6 +107,8 @@ def run_variant(name: str, args) -> dict:
     recon = evaluate_reconstruction(lfae, manifest, image_size=cfg.data.image_size, device=device, progress=False)
     result["reconstruction"] = {k: recon[k] for k in ("lfae_l1", "copy_source_l1", "relative_to_copy", "per_class")}
     result["flow_fidelity"] = evaluate_flow_fidelity(lfae, manifest, device=device)["per_class"]
+    result["reconstruction_motion"] = evaluate_reconstruction_motion(
+        autoencoder_reconstruct(lfae), manifest, num_frames=cfg.data.num_frames, image_size=cfg.data.image_size)
     shapes = real_shapes(manifest, cfg.data.num_frames, cfg.data.image_size, lfae)
     result["shape"] = {kind: summarise(rows)["per_class"] for kind, rows in shapes.items()}
     if args.stage2:
@@ -133,6 +142,11 @@ def table(results: list) -> str:
          lambda r, c: r["flow_fidelity"].get(c, {}).get("magnitude_ratio"), none),
         ("stage-1 flow end-point error, pixels", lambda r, c: r["flow_fidelity"].get(c, {}).get("endpoint_error_px"),
          none),
+        ("condition accuracy of stage-1 reconstructions of real test clips (what a perfect stage 2 reaches)",
+         lambda r, c: (r.get("reconstruction_motion") or {}).get("per_class", {}).get(c, {}).get("accuracy"),
+         lambda r: (r.get("reconstruction_motion") or {}).get("accuracy")),
+        ("motion of stage-1 reconstructions / the real clips' (1 = all of it)",
+         lambda r, c: (r.get("reconstruction_motion") or {}).get("per_class", {}).get(c, {}).get("motion_ratio"), none),
         ("shape IoU of stage-1 reconstructions of real test clips (lfdm.runs.shape_preservation; real clips ~0.9)",
          lambda r, c: r.get("shape", {}).get("stage1", {}).get(c, {}).get("shape_iou"), none),
         ("condition accuracy of generated videos (held-out subjects)",

@@ -182,6 +182,11 @@ class LfaeLossConfig:
     # ``equivariance_rotation`` at end. (0, 0): the full angle from the first step, which left stage 1 with a
     # still flow in every run measured (benchmarks/README.md, quality study).
     equivariance_rotation_ramp: Tuple[float, float] = (0.0, 0.0)
+    # Largest |log scale| of a uniformly random isotropic zoom composed with the equivariance transform, grown
+    # over ``equivariance_scale_ramp`` like the rotation; 0 in the paper, whose sigma_affine draws scales of a
+    # few per cent, so the regions are never shown a zoomed frame.
+    equivariance_scale: float = 0.0
+    equivariance_scale_ramp: Tuple[float, float] = (0.0, 0.0)
     # Weight of the L1 error of the source warped by the flow alone (at the flow's size; no decoder, no occlusion); 0 in
     # the paper. Without it the decoder can paint the driving frame through the occlusion map while the
     # motion mask settles on the still background: a stage 1 whose flow is zero (benchmarks/README.md).
@@ -273,10 +278,14 @@ class LFDMConfig:
         if self.text.condition_noise < 0 or (self.text.condition_noise and not self.text.whiten):
             raise ConfigError(f"text.condition_noise={self.text.condition_noise}: must be >= 0, and > 0 needs "
                               "text.whiten=true (the noise lies in the fitted map's class subspace)")
-        ramp = self.train.lfae_loss.equivariance_rotation_ramp
-        if len(ramp) != 2 or not 0 <= ramp[0] <= ramp[1] <= 1:
-            raise ConfigError(f"train.lfae_loss.equivariance_rotation_ramp={list(ramp)}: expected [start, end] "
-                              "fractions of stage 1's steps with 0 <= start <= end <= 1")
+        for name in ("equivariance_rotation_ramp", "equivariance_scale_ramp"):
+            ramp = getattr(self.train.lfae_loss, name)
+            if len(ramp) != 2 or not 0 <= ramp[0] <= ramp[1] <= 1:
+                raise ConfigError(f"train.lfae_loss.{name}={list(ramp)}: expected [start, end] "
+                                  "fractions of stage 1's steps with 0 <= start <= end <= 1")
+        if self.train.lfae_loss.equivariance_scale < 0:
+            raise ConfigError(f"train.lfae_loss.equivariance_scale={self.train.lfae_loss.equivariance_scale}: "
+                              "a largest |log scale|, >= 0")
         size = self.data.image_size
         if size % 2 ** self.autoencoder.num_down_blocks:
             raise ConfigError(f"data.image_size={size} is not divisible by 2**num_down_blocks")

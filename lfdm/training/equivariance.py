@@ -21,7 +21,8 @@ from lfdm.models.warp import coordinate_grid
 
 class RandomTPS:
     def __init__(self, batch: int, sigma_affine: float, sigma_tps: float, points_tps: int,
-                 generator: torch.Generator | None = None, device=None, rotation: float = 0.0):
+                 generator: torch.Generator | None = None, device=None, rotation: float = 0.0,
+                 log_scale: float = 0.0):
         gen_device = generator.device if generator is not None else None
         noise = torch.randn(batch, 2, 3, generator=generator, device=gen_device) * sigma_affine
         self.theta = (noise.to(device) + torch.eye(2, 3, device=device))                       # (B, 2, 3)
@@ -30,6 +31,9 @@ class RandomTPS:
             cos, sin = torch.cos(angle), torch.sin(angle)
             turn = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)  # (B, 2, 2)
             self.theta = torch.cat([turn @ self.theta[:, :, :2], self.theta[:, :, 2:]], dim=-1)
+        if log_scale:  # likewise drawn only when asked for; scales the linear part, like the turn
+            zoom = torch.exp((torch.rand(batch, generator=generator, device=gen_device) * 2 - 1) * log_scale).to(device)
+            self.theta = torch.cat([zoom[:, None, None] * self.theta[:, :, :2], self.theta[:, :, 2:]], dim=-1)
         self.control_points = coordinate_grid(points_tps, points_tps, device).view(-1, 2)     # (P, 2)
         self.control_params = (torch.randn(batch, 1, points_tps ** 2, generator=generator, device=gen_device)
                                * sigma_tps).to(device)

@@ -8,7 +8,7 @@ only the reconstruction loss trains the decoder.
 from __future__ import annotations
 
 import math
-from typing import Dict
+from typing import Dict, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -45,11 +45,18 @@ class LfaeObjective(nn.Module):
     def set_progress(self, fraction: float) -> None:
         self.progress = fraction
 
+    def ramped(self, ramp: Tuple[float, float]) -> float:
+        """0 before ramp's start, 1 from its end, linear in between (a step at start where start == end)."""
+        start, end = ramp
+        return float(self.progress >= start) if end <= start else min(max((self.progress - start) / (end - start), 0.0), 1.0)
+
     def equivariance_angle(self) -> float:
         """Largest rotation (radians) of this step's equivariance transform: the configured angle, ramped."""
-        start, end = self.loss_cfg.equivariance_rotation_ramp
-        ramp = float(self.progress >= start) if end <= start else min(max((self.progress - start) / (end - start), 0.0), 1.0)
-        return math.radians(self.loss_cfg.equivariance_rotation) * ramp
+        return math.radians(self.loss_cfg.equivariance_rotation) * self.ramped(self.loss_cfg.equivariance_rotation_ramp)
+
+    def equivariance_log_scale(self) -> float:
+        """Largest |log scale| of this step's equivariance transform: the configured one, ramped."""
+        return self.loss_cfg.equivariance_scale * self.ramped(self.loss_cfg.equivariance_scale_ramp)
 
     def forward(self, source: torch.Tensor, driving: torch.Tensor,
                 generator: torch.Generator | None = None) -> Dict[str, torch.Tensor]:
@@ -71,7 +78,7 @@ class LfaeObjective(nn.Module):
         if not self.decoder_only and (cfg.equivariance_shift or cfg.equivariance_affine):
             transform = RandomTPS(driving.shape[0], cfg.sigma_affine, cfg.sigma_tps, cfg.points_tps,
                                   generator=generator, device=driving.device,
-                                  rotation=self.equivariance_angle())
+                                  rotation=self.equivariance_angle(), log_scale=self.equivariance_log_scale())
             transformed = model.region_predictor(transform.transform_frame(driving, model.cfg.align_corners))
             eq = equivariance_losses(out["driving_regions"], transformed, transform, model.cfg.revert_axis_swap)
             losses["equivariance_shift"] = cfg.equivariance_shift * eq["equivariance_shift"]

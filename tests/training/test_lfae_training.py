@@ -263,3 +263,27 @@ def test_equivariance_rotation_ramps_with_training_progress(tmp_path, tiny_datas
                                                                                          inner(fraction))
     run_stage(stage, LocalHooks(torch.device("cpu")), str(tmp_path / "run"), str(tmp_path / "out"), log=lambda s: None)
     assert seen == [0.0, 0.25, 0.5, 0.75]
+
+
+def test_equivariance_scale_ramps_and_draws_isotropic_zooms_in_range():
+    cfg = get_preset("tiny", {"train.lfae_loss.equivariance_scale": 0.5,
+                              "train.lfae_loss.equivariance_scale_ramp": (0.5, 1.0)})
+    ramped = LfaeObjective(LatentFlowAutoencoder(cfg.autoencoder), cfg.train.lfae_loss)
+    scales = []
+    for progress in (0.0, 0.5, 0.75, 1.0):
+        ramped.set_progress(progress)
+        scales.append(ramped.equivariance_log_scale())
+    assert scales == pytest.approx([0.0, 0.0, 0.25, 0.5])
+    assert LfaeObjective(LatentFlowAutoencoder(cfg.autoencoder), get_preset("tiny").train.lfae_loss) \
+        .equivariance_log_scale() == 0.0                                  # the paper's: no zoom at all
+    turned = RandomTPS(512, 0.0, 0.0, 5, generator=torch.Generator().manual_seed(3), rotation=1.0)
+    zoomed = RandomTPS(512, 0.0, 0.0, 5, generator=torch.Generator().manual_seed(3), rotation=1.0, log_scale=0.5)
+    linear = zoomed.theta[:, :, :2]
+    log_scale = 0.5 * torch.log(torch.linalg.det(linear))
+    assert log_scale.abs().max() <= 0.5 + 1e-5 and log_scale.abs().max() > 0.45    # uniform in [-0.5, 0.5]
+    # the same turns as without the zoom (drawn first), each scaled isotropically
+    torch.testing.assert_close(linear, turned.theta[:, :, :2] * torch.exp(log_scale)[:, None, None])
+    with pytest.raises(ConfigError, match="equivariance_scale"):
+        get_preset("tiny", {"train.lfae_loss.equivariance_scale": -0.1})
+    with pytest.raises(ConfigError, match="equivariance_scale_ramp"):
+        get_preset("tiny", {"train.lfae_loss.equivariance_scale_ramp": (0.6, 0.2)})
