@@ -125,4 +125,4 @@ def test_skew_orientation_needs_its_flow_convention():
 def test_paper_presets_keep_the_paper_regions(preset):
     cfg = get_preset(preset)
     assert cfg.autoencoder.region.orientation == "axis" and cfg.autoencoder.revert_axis_swap
-    assert cfg.train.lfae_loss.equivariance_rotation == 0.0
+    assert cfg.train.lfae_loss.equivariance_rotation == 0.0 and cfg.train.lfae_loss.equivariance_scale == 0.0
