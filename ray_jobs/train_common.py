@@ -15,6 +15,7 @@ import os
 import tempfile
 from typing import Callable, Dict, Iterator, Optional
 
+import pyarrow.fs
 import torch
 from torch import nn
 
@@ -42,8 +43,14 @@ class RayTrainHooks(LocalHooks):
         if checkpoint is None:
             yield None
             return
-        with checkpoint.as_directory() as folder:
-            yield folder
+        if isinstance(checkpoint.filesystem, pyarrow.fs.LocalFileSystem):
+            yield checkpoint.path
+            return
+        # Not checkpoint.as_directory(): its download folder is shared by the workers of a node, and a worker that
+        # finishes reading first deletes it while another still waits on its lock (Ray 2.60 raises "Checkpoint
+        # directory ... does not exist"; seen on an S3 resume). Each worker reads its own copy instead.
+        with tempfile.TemporaryDirectory(prefix="lfdm_resume_") as folder:
+            yield checkpoint.to_directory(folder)
 
     def prepare(self, model: nn.Module) -> nn.Module:
         import ray.train.torch
