@@ -84,8 +84,8 @@ def run_variant(name: str, args) -> dict:
     from lfdm.presets import get_preset
     from lfdm.runs.flow_fidelity import evaluate_flow_fidelity
     from lfdm.runs.motion_accuracy import evaluate_motion
-    from lfdm.runs.reconstruction import evaluate_reconstruction
-    from lfdm.runs.reconstruction_motion import autoencoder_reconstruct, evaluate_reconstruction_motion
+    from lfdm.runs.reconstruction import autoencoder_reconstruct, evaluate_reconstruction
+    from lfdm.runs.reconstruction_motion import evaluate_reconstruction_motion
     from lfdm.runs.shape_preservation import real_shapes, summarise
     from lfdm.training.dm_stage import build_dm_stage
     from lfdm.training.flow_cache import precompute_local

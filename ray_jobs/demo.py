@@ -246,8 +246,8 @@ def stage1_quality(lfae_uri: str, manifest_uri: str) -> dict:
     the motion classifier on reconstructed clips (what a perfect stage 2 would score)."""
     from lfdm.checkpoint import load_lfae
     from lfdm.runs.flow_fidelity import evaluate_flow_fidelity
-    from lfdm.runs.reconstruction import evaluate_reconstruction
-    from lfdm.runs.reconstruction_motion import autoencoder_reconstruct, evaluate_reconstruction_motion
+    from lfdm.runs.reconstruction import autoencoder_reconstruct, evaluate_reconstruction
+    from lfdm.runs.reconstruction_motion import evaluate_reconstruction_motion
     model, loaded = load_lfae(lfae_uri)
     data = loaded.config.data
     recon = evaluate_reconstruction(model, manifest_uri, image_size=data.image_size, progress=False)

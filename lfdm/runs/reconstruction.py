@@ -7,7 +7,7 @@ each driving frame from the source. Reported: mean |prediction - frame| on [0, 1
 """
 from __future__ import annotations
 
-from typing import Dict, Iterator, Optional, Tuple
+from typing import Callable, Dict, Iterator, Optional, Tuple
 
 import torch
 from tqdm import tqdm
@@ -19,6 +19,8 @@ from lfdm.metrics.reconstruction import MeanAbsoluteError
 from lfdm.models.autoencoder import LatentFlowAutoencoder
 
 NUM_DRIVING_FRAMES = 40
+# source (1, 3, S, S), frames (N, 3, S, S) -> reconstructions (N, 3, S, S), all in [0, 1]
+Reconstruct = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @torch.no_grad()
@@ -29,6 +31,12 @@ def reconstructions(model: LatentFlowAutoencoder, source: torch.Tensor, frames: 
     skips = model.encode(source)
     for chunk, flow, occlusion in model.flows_from_source(source, frames, batch_size):
         yield chunk, model.decode(skips, source, flow, occlusion)
+
+
+def autoencoder_reconstruct(model: LatentFlowAutoencoder, batch_size: int = 16) -> Reconstruct:
+    """Each frame through its own flow from the source, as stage 1's decoder renders it."""
+    model = model.eval()
+    return lambda source, frames: torch.cat([p for _, p in reconstructions(model, source, frames, batch_size)])
 
 
 @torch.no_grad()

@@ -10,7 +10,7 @@ direction, the log-scale, the turn).
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional
+from typing import Dict, Optional
 
 import numpy as np
 import torch
@@ -22,17 +22,7 @@ from lfdm.data.sampling import clip_indices
 from lfdm.data.synthetic import CLASSES, DIRECTIONS
 from lfdm.io.pixels import to_uint8
 from lfdm.metrics.accuracy import per_class_accuracy
-from lfdm.models.autoencoder import LatentFlowAutoencoder
-from lfdm.runs.reconstruction import reconstructions
-
-# source (1, 3, S, S), frames (N, 3, S, S) -> reconstructions (N, 3, S, S), all in [0, 1]
-Reconstruct = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-def autoencoder_reconstruct(model: LatentFlowAutoencoder, batch_size: int = 16) -> Reconstruct:
-    """Each frame through its own flow from the source, as stage 1's decoder renders it."""
-    model = model.eval()
-    return lambda source, frames: torch.cat([p for _, p in reconstructions(model, source, frames, batch_size)])
+from lfdm.runs.reconstruction import Reconstruct
 
 
 def motion_amount(estimate: MotionEstimate, label: str) -> Optional[float]:

@@ -20,7 +20,7 @@ from lfdm.io.pixels import to_uint8
 from lfdm.metrics.shape import video_shape
 from lfdm.models.autoencoder import LatentFlowAutoencoder
 from lfdm.runs.evaluation import generated_items, load_video, real_items
-from lfdm.runs.reconstruction import reconstructions
+from lfdm.runs.reconstruction import autoencoder_reconstruct
 
 KEEPS_SIZE = ("move", "rotate", "stay")       # classes whose motion keeps the object's size (area drift applies)
 MARGIN = 0.10                                 # goal: generated shape IoU within this of real, per class
@@ -64,9 +64,7 @@ def real_shapes(manifest_uri: str, num_frames: int, size: int,
 def reconstructed(lfae: LatentFlowAutoencoder, video: np.ndarray) -> np.ndarray:
     """(T, H, W, 3) uint8 -> the same clip reconstructed by stage 1 from its first frame, (T, H, W, 3) uint8."""
     frames = torch.from_numpy(video).permute(0, 3, 1, 2).float().div(255).to(next(lfae.parameters()).device)
-    lfae.eval()
-    predictions = [p for _, p in reconstructions(lfae, frames[:1], frames, batch_size=16)]
-    return to_uint8(torch.cat(predictions).clamp(0, 1).permute(0, 2, 3, 1))
+    return to_uint8(autoencoder_reconstruct(lfae)(frames[:1], frames).clamp(0, 1).permute(0, 2, 3, 1))
 
 
 def summarise(rows: List[tuple]) -> dict:
