@@ -1,10 +1,12 @@
 import json
 import os
 
+import numpy as np
 import pytest
 import torch
 
 from lfdm.cli import main as cli
+from lfdm.data.transforms import JitterFactors
 from lfdm.presets import get_preset
 from lfdm import checkpoint as ckpt
 from lfdm.training.dm_data import CachedClipDataset
@@ -145,6 +147,33 @@ def test_condition_noise_lies_in_the_class_subspace_with_the_stated_spread():
         get_preset("mug128", {"text.condition_noise": 0.1})
     with pytest.raises(ConfigError, match=">= 0"):
         get_preset("demo64", {"text.condition_noise": -0.1})
+
+
+def test_stage2_colour_jitter_draws_any_hue_in_demo64_and_the_official_range_in_the_paper_presets():
+    """demo64 re-encodes frame 0 at a hue drawn over the whole colour circle (an unseen subject's colours must not
+    decide its motion); the paper presets keep the official +-0.04. The flow target is never jittered."""
+    from lfdm.diffusion.parameterisation import Prediction
+    from lfdm.diffusion.schedule import cosine_schedule
+    from lfdm.models.autoencoder import ImageEncoder
+    from lfdm.models.unet3d import UNet3D
+    from lfdm.training.dm_objective import DmObjective
+    for preset in ("mug128", "mhad128", "natops128"):
+        data = get_preset(preset).data
+        assert data.clip_color_jitter and data.clip_jitter.hue == 0.04
+    demo = get_preset("demo64").data
+    assert demo.clip_color_jitter and demo.clip_jitter.hue == 0.5
+    cfg = get_preset("tiny", {"data.clip_color_jitter": True, "data.clip_jitter.hue": 0.5})
+    torch.manual_seed(0)
+    objective = DmObjective(UNet3D(cfg.unet), Prediction("x0", cosine_schedule(cfg.diffusion)),
+                            torch.randn(3, cfg.unet.text_dim), 0.1, encoder=ImageEncoder(cfg.autoencoder),
+                            jitter=cfg.data.clip_jitter)
+    frame0 = torch.zeros(1, 3, 32, 32, dtype=torch.uint8)
+    frame0[:, 0, 8:24, 8:24] = 220                                          # a red square on black
+    plain = objective.encoder(frame0.float() / 255)[-1]
+    z0s = torch.cat([objective._jittered_z0(frame0, [seed]) for seed in range(40)])    # (40, C, h, w)
+    assert not torch.allclose(z0s[0], plain[0]) and not torch.allclose(z0s[0], z0s[1])
+    hues = [JitterFactors.draw(np.random.default_rng(seed), 0, 0, 0, demo.clip_jitter.hue).hue for seed in range(400)]
+    assert min(hues) < -0.45 and max(hues) > 0.45                         # the whole circle, both ways
 
 
 def test_dm_refuses_a_cache_of_another_lfae(tmp_path, tiny_dataset, tiny_lfae):

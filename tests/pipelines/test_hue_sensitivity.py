@@ -1,0 +1,35 @@
+"""benchmarks/hue_sensitivity.py on a tiny real pipeline: one row per held-out source and hue, hue 0 is the
+untouched frame, and the other hues change the colours but not where the object is."""
+import torch
+
+from benchmarks.hue_sensitivity import hue_sensitivity, source_frames, table
+from lfdm.data.motion_classifier import estimate_motion
+from lfdm.data.synthetic import CLASSES
+from lfdm.data.transforms import JitterFactors, color_jitter
+from lfdm.io.pixels import to_uint8
+from lfdm.models.autoencoder import LatentFlowAutoencoder
+from lfdm.models.unet3d import UNet3D
+from lfdm.pipelines.image_to_video import ImageToVideoPipeline
+from lfdm.presets import get_preset
+
+
+def test_each_source_at_each_hue_and_hue_zero_is_the_plain_frame(tiny_dataset):
+    root, _ = tiny_dataset
+    torch.manual_seed(0)
+    cfg = get_preset("tiny", {"sample.steps": 2})
+    pipe = ImageToVideoPipeline(cfg, LatentFlowAutoencoder(cfg.autoencoder), UNet3D(cfg.unet), list(CLASSES),
+                                torch.randn(len(CLASSES), cfg.unet.text_dim))
+    sources = source_frames(str(root / "manifest.parquet"), 1, 32)
+    assert sorted(label for _, label, _ in sources) == sorted(CLASSES)        # one test subject, 1 video per class
+    picked = sources[:2]
+    rows = hue_sensitivity(pipe, picked, [0.0, 0.5], seed=5, batch_size=3)
+    assert [(r["video_id"], r["hue"]) for r in rows] == [(v, h) for v, _, _ in picked for h in (0.0, 0.5)]
+
+    _, label, image = picked[0]
+    plain = pipe(image[None], [label], seeds=[5]).frames[0]                     # (3, T, S, S)
+    assert rows[0]["read_as"] == estimate_motion(to_uint8(plain.permute(1, 2, 3, 0))).label_text
+    turned = color_jitter(image, JitterFactors(hue=0.5))
+    saturation = lambda x: x.max(0).values - x.min(0).values                   # noqa: E731
+    assert not torch.allclose(turned, image, atol=0.05)                        # other colours ...
+    torch.testing.assert_close(saturation(turned), saturation(image), atol=0.02, rtol=0)   # ... the same object mask
+    assert "| all |" in table(rows, [0.0, 0.5])
