@@ -39,21 +39,29 @@ def source_frames(manifest_uri: str, videos_per_class: int, image_size: int, spl
 
 
 @torch.no_grad()
-def hue_sensitivity(pipe: ImageToVideoPipeline, sources, hues, seed: int = 0, batch_size: int = 6) -> list:
-    """One row per (source, hue): the classifier's reading of the video generated from the hue-turned frame."""
-    jobs = [(vid, label, hue, color_jitter(image, JitterFactors(hue=hue)) if hue else image)
-            for vid, label, image in sources for hue in hues]
+def judged_videos(pipe: ImageToVideoPipeline, jobs, seed: int = 0, batch_size: int = 6, **sampling) -> list:
+    """jobs [(video_id, label, image (3, S, S))] -> one row each: what the motion classifier reads in the video
+    generated from the image with its label (video i gets seed + i, whatever its batch; ``sampling``: the
+    pipeline's sampler settings, the checkpoint's where left out)."""
     rows = []
     for start in range(0, len(jobs), batch_size):
         chunk = jobs[start:start + batch_size]
-        out = pipe(torch.stack([j[3] for j in chunk]), [j[1] for j in chunk],
-                   seeds=[seed + start + i for i in range(len(chunk))])
-        for (vid, label, hue, _), video in zip(chunk, out.frames):            # video (3, T, S, S)
+        out = pipe(torch.stack([image for _, _, image in chunk]), [label for _, label, _ in chunk],
+                   seeds=[seed + start + i for i in range(len(chunk))], **sampling)
+        for (vid, label, _), video in zip(chunk, out.frames):                 # video (3, T, S, S)
             e = estimate_motion(to_uint8(video.permute(1, 2, 3, 0)))
-            rows.append({"video_id": vid, "label": label, "hue": hue, "read_as": e.label_text,
-                         "correct": e.label_text == label, "turn_deg": math.degrees(e.rotation), "zoom": e.zoom,
-                         "shift": list(e.translation)})
+            rows.append({"video_id": vid, "label": label, "read_as": e.label_text, "correct": e.label_text == label,
+                         "turn_deg": math.degrees(e.rotation), "zoom": e.zoom, "shift": list(e.translation)})
     return rows
+
+
+def hue_sensitivity(pipe: ImageToVideoPipeline, sources, hues, seed: int = 0, batch_size: int = 6) -> list:
+    """One row per (source, hue): the classifier's reading of the video generated from the hue-turned frame."""
+    keys = [(vid, label, hue) for vid, label, _ in sources for hue in hues]
+    jobs = [(vid, label, color_jitter(image, JitterFactors(hue=hue)) if hue else image)
+            for vid, label, image in sources for hue in hues]
+    rows = judged_videos(pipe, jobs, seed, batch_size)
+    return [{**row, "hue": hue} for row, (_, _, hue) in zip(rows, keys)]
 
 
 def table(rows: list, hues) -> str:

@@ -1,7 +1,8 @@
-"""benchmarks/hue_sensitivity.py on a tiny real pipeline: one row per held-out source and hue, hue 0 is the
+"""benchmarks/hue_sensitivity.py (and the guidance sweep's digest) on a tiny real pipeline: one row per held-out source and hue, hue 0 is the
 untouched frame, and the other hues change the colours but not where the object is."""
 import torch
 
+from benchmarks.guidance_sweep import summary
 from benchmarks.hue_sensitivity import hue_sensitivity, source_frames, table
 from lfdm.data.motion_classifier import estimate_motion
 from lfdm.data.synthetic import CLASSES
@@ -33,3 +34,5 @@ def test_each_source_at_each_hue_and_hue_zero_is_the_plain_frame(tiny_dataset):
     assert not torch.allclose(turned, image, atol=0.05)                        # other colours ...
     torch.testing.assert_close(saturation(turned), saturation(image), atol=0.02, rtol=0)   # ... the same object mask
     assert "| all |" in table(rows, [0.0, 0.5])
+    overall = summary(rows)["all"]                                            # the guidance sweep's per-class digest
+    assert overall["n"] == 4 and overall["accuracy"] == sum(r["correct"] for r in rows) / 4
