@@ -11,11 +11,15 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import sys
 
 import numpy as np
 
-from benchmarks.hue_sensitivity import judged_videos, source_frames
-from lfdm.pipelines.image_to_video import ImageToVideoPipeline
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from hue_sensitivity import judged_videos, source_frames  # noqa: E402
+
+from lfdm.pipelines.image_to_video import ImageToVideoPipeline  # noqa: E402
 
 
 def summary(rows: list) -> dict:
