@@ -10,28 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 
-import numpy as np
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hue_sensitivity import judged_videos, source_frames  # noqa: E402
+from hue_sensitivity import judged_videos, source_frames, summary  # noqa: E402
 
 from lfdm.pipelines.image_to_video import ImageToVideoPipeline  # noqa: E402
-
-
-def summary(rows: list) -> dict:
-    """class -> accuracy, n and the mean motion read."""
-    out = {}
-    for label in list(dict.fromkeys(r["label"] for r in rows)) + ["all"]:
-        picked = [r for r in rows if label in (r["label"], "all")]
-        out[label] = {"n": len(picked), "accuracy": float(np.mean([r["correct"] for r in picked])),
-                      "zoom": float(np.mean([r["zoom"] for r in picked])),
-                      "shift": float(np.mean([math.hypot(*r["shift"]) for r in picked])),
-                      "turn_deg": float(np.mean([abs(r["turn_deg"]) for r in picked]))}
-    return out
 
 
 def main(argv=None) -> int:

@@ -55,23 +55,31 @@ def judged_videos(pipe: ImageToVideoPipeline, jobs, seed: int = 0, batch_size: i
     return rows
 
 
+def summary(rows: list) -> dict:
+    """Rows of ``judged_videos`` -> per class and "all": n, accuracy and the mean motion read."""
+    out = {}
+    for label in list(dict.fromkeys(r["label"] for r in rows)) + ["all"]:
+        picked = [r for r in rows if label in (r["label"], "all")]
+        out[label] = {"n": len(picked), "accuracy": float(np.mean([r["correct"] for r in picked])),
+                      "zoom": float(np.mean([r["zoom"] for r in picked])),
+                      "shift": float(np.mean([math.hypot(*r["shift"]) for r in picked])),
+                      "turn_deg": float(np.mean([abs(r["turn_deg"]) for r in picked]))}
+    return out
+
+
 def hue_sensitivity(pipe: ImageToVideoPipeline, sources, hues, seed: int = 0, batch_size: int = 6) -> list:
     """One row per (source, hue): the classifier's reading of the video generated from the hue-turned frame."""
-    keys = [(vid, label, hue) for vid, label, _ in sources for hue in hues]
     jobs = [(vid, label, color_jitter(image, JitterFactors(hue=hue)) if hue else image)
             for vid, label, image in sources for hue in hues]
-    rows = judged_videos(pipe, jobs, seed, batch_size)
-    return [{**row, "hue": hue} for row, (_, _, hue) in zip(rows, keys)]
+    turns = [hue for _ in sources for hue in hues]
+    return [{**row, "hue": hue} for row, hue in zip(judged_videos(pipe, jobs, seed, batch_size), turns)]
 
 
 def table(rows: list, hues) -> str:
-    labels = list(dict.fromkeys(r["label"] for r in rows))
+    per_hue = [summary([r for r in rows if r["hue"] == h]) for h in hues]
     lines = ["| class | " + " | ".join(f"hue +{h:g}" for h in hues) + " |", "|---" * (len(hues) + 1) + "|"]
-    for label in labels + ["all"]:
-        cells = []
-        for h in hues:
-            picked = [r["correct"] for r in rows if r["hue"] == h and label in (r["label"], "all")]
-            cells.append(f"{100 * np.mean(picked):.0f} % ({len(picked)})")
+    for label in per_hue[0]:
+        cells = [f"{100 * s[label]['accuracy']:.0f} % ({s[label]['n']})" for s in per_hue]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

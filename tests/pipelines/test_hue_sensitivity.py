@@ -2,8 +2,7 @@
 untouched frame, and the other hues change the colours but not where the object is."""
 import torch
 
-from benchmarks.guidance_sweep import summary
-from benchmarks.hue_sensitivity import hue_sensitivity, source_frames, table
+from benchmarks.hue_sensitivity import hue_sensitivity, source_frames, summary, table
 from lfdm.data.motion_classifier import estimate_motion
 from lfdm.data.synthetic import CLASSES
 from lfdm.data.transforms import JitterFactors, color_jitter
@@ -34,5 +33,5 @@ def test_each_source_at_each_hue_and_hue_zero_is_the_plain_frame(tiny_dataset):
     assert not torch.allclose(turned, image, atol=0.05)                        # other colours ...
     torch.testing.assert_close(saturation(turned), saturation(image), atol=0.02, rtol=0)   # ... the same object mask
     assert "| all |" in table(rows, [0.0, 0.5])
-    overall = summary(rows)["all"]                                            # the guidance sweep's per-class digest
+    overall = summary(rows)["all"]                                            # the per-class digest (also the guidance sweep's)
     assert overall["n"] == 4 and overall["accuracy"] == sum(r["correct"] for r in rows) / 4
