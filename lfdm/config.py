@@ -231,6 +231,7 @@ class SampleConfig:
     steps: int = 1000
     eta: float = 0.0                     # DDIM stochasticity
     guidance: float = 1.0                # 1 = conditional model only (paper default)
+    guidance_from: float = 0.0           # guide only steps t >= guidance_from * T (0 = all: paper default)
     seed: int = 0
     decode_batch: int = 0                # frames per decoder call; 0 = auto (pipelines.image_to_video.auto_decode_batch)
     bf16: bool = False                   # denoiser under bf16 autocast; sampler arithmetic, warp and grid stay fp32
@@ -268,6 +269,8 @@ class LFDMConfig:
             check_sampler(s.sampler, s.steps, self.diffusion.timesteps, s.eta)
         except ValueError as exc:
             raise ConfigError(f"sample.sampler={s.sampler!r}, sample.steps={s.steps}, sample.eta={s.eta}: {exc}") from None
+        if not 0.0 <= s.guidance_from < 1.0:
+            raise ConfigError(f"sample.guidance_from={s.guidance_from}: a fraction of the diffusion's steps in [0, 1)")
         for name, stage in (("lfae", self.train.lfae), ("dm", self.train.dm)):
             if stage.keep_checkpoints is not None and stage.keep_checkpoints < 1:
                 raise ConfigError(f"train.{name}.keep_checkpoints={stage.keep_checkpoints}; keep at least 1 (or null: all)")

@@ -144,7 +144,8 @@ class ImageToVideoPipeline:
                 out = self.unet(x, t, text=text.repeat(n, 1), z0_features=z0_features.repeat(n, 1, 1, 1, 1),
                                 use_null=null)
             return out.float()
-        denoiser = guided(self.prediction.eps_denoiser(model), guidance, use_null)
+        from_t = round(cfg.guidance_from * self.prediction.schedule.timesteps)
+        denoiser = guided(self.prediction.eps_denoiser(model), guidance, use_null, from_t)
         x0 = sample(sampler, denoiser, self.prediction.schedule, noise(), noise, steps=steps,
                     eta=cfg.eta if eta is None else eta, threshold=self.config.diffusion.dynamic_threshold_quantile,
                     callback=callback)

@@ -95,6 +95,22 @@ def test_guidance_scale_one_is_conditional_and_zero_unconditional():
     assert torch.equal(guided(model, 1.0, forced)(x, t)[:, 0], torch.tensor([-1.0, 2.0, 2.0]))
 
 
+def test_guidance_interval_guides_only_the_noisier_steps():
+    calls = []
+
+    def model(x, t, use_null):
+        calls.append(x.shape[0])
+        return torch.where(use_null.view(-1, 1), -x, 2 * x)        # null -> -x, conditional -> 2x
+    x = torch.ones(3, 1)
+    denoiser = guided(model, 3.0, from_t=600)
+    assert torch.equal(denoiser(x, torch.full((3,), 600)), torch.full((3, 1), -1.0 + 3 * 3))   # at from_t: guided
+    assert torch.equal(denoiser(x, torch.full((3,), 599)), 2 * x) and calls[-1] == 3           # below: one forward
+    mixed = denoiser(x, torch.tensor([999, 10, 600]))[:, 0]
+    assert mixed.tolist() == [8.0, 2.0, 8.0]
+    assert torch.equal(guided(model, 3.0)(x, torch.zeros(3, dtype=torch.long)), guided(model, 3.0, from_t=0)(
+        x, torch.zeros(3, dtype=torch.long)))                      # from_t 0: every step guided, as before
+
+
 def test_per_video_noise_is_independent_of_the_batch():
     shape = (3, 4)
     alone = PerVideoNoise([torch.Generator().manual_seed(7)], shape, "cpu")
