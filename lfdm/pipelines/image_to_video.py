@@ -101,7 +101,7 @@ class ImageToVideoPipeline:
     def __call__(self, images: torch.Tensor, labels: Sequence[Optional[str]], *, seeds: Sequence[int],
                  sampler: Optional[str] = None, steps: Optional[int] = None,
                  guidance: Optional[float] = None, eta: Optional[float] = None,
-                 num_frames: Optional[int] = None, prompts: Optional[Sequence[Optional[str]]] = None,
+                 guidance_from: Optional[float] = None, num_frames: Optional[int] = None, prompts: Optional[Sequence[Optional[str]]] = None,
                  callback: Optional[Callable[[int, int], None]] = None) -> GeneratedVideos:
         """images (B, 3, S, S) in [0, 1]; one seed per video (its noise generator, so a video does not
         depend on its batch); per video a label, or a free-text prompt (with label None), or neither: the
@@ -144,7 +144,8 @@ class ImageToVideoPipeline:
                 out = self.unet(x, t, text=text.repeat(n, 1), z0_features=z0_features.repeat(n, 1, 1, 1, 1),
                                 use_null=null)
             return out.float()
-        from_t = round(cfg.guidance_from * self.prediction.schedule.timesteps)
+        guidance_from = cfg.guidance_from if guidance_from is None else guidance_from
+        from_t = round(guidance_from * self.prediction.schedule.timesteps)
         denoiser = guided(self.prediction.eps_denoiser(model), guidance, use_null, from_t)
         x0 = sample(sampler, denoiser, self.prediction.schedule, noise(), noise, steps=steps,
                     eta=cfg.eta if eta is None else eta, threshold=self.config.diffusion.dynamic_threshold_quantile,

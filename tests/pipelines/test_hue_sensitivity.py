@@ -1,7 +1,10 @@
 """benchmarks/hue_sensitivity.py (and the guidance sweep's digest) on a tiny real pipeline: one row per held-out source and hue, hue 0 is the
 untouched frame, and the other hues change the colours but not where the object is."""
+import json
+
 import torch
 
+from benchmarks import guidance_sweep
 from benchmarks.hue_sensitivity import hue_sensitivity, source_frames, summary, table
 from lfdm.data.motion_classifier import estimate_motion
 from lfdm.data.synthetic import CLASSES
@@ -35,3 +38,19 @@ def test_each_source_at_each_hue_and_hue_zero_is_the_plain_frame(tiny_dataset):
     assert "| all |" in table(rows, [0.0, 0.5])
     overall = summary(rows)["all"]                                            # the per-class digest (also the guidance sweep's)
     assert overall["n"] == 4 and overall["accuracy"] == sum(r["correct"] for r in rows) / 4
+
+
+def test_guidance_sweep_measures_every_scale_and_start(tiny_dataset, tmp_path):
+    root, _ = tiny_dataset
+    torch.manual_seed(0)
+    cfg = get_preset("tiny", {"sample.steps": 2})
+    ImageToVideoPipeline(cfg, LatentFlowAutoencoder(cfg.autoencoder), UNet3D(cfg.unet), list(CLASSES),
+                         torch.randn(len(CLASSES), cfg.unet.text_dim)).save(str(tmp_path / "model"))
+    out = tmp_path / "sweep.json"
+    assert guidance_sweep.main(["--model", str(tmp_path / "model"), "--manifest", str(root / "manifest.parquet"),
+                                "--out", str(out), "--guidance", "3", "--guidance-from", "0", "0.6",
+                                "--videos-per-class", "1"]) == 0
+    result = json.loads(out.read_text())["guidance"]
+    assert sorted(result) == ["3.0", "3.0 from 0.6"]
+    assert result["3.0 from 0.6"]["guidance_from"] == 0.6 and result["3.0"]["guidance_from"] == 0.0
+    assert all(len(r["videos"]) == len(CLASSES) for r in result.values())     # one test subject, 1 video per class

@@ -174,3 +174,9 @@ def test_paper_stage2_path_equals_the_written_out_algorithm(guidance_from):
     torch.testing.assert_close(out.occlusions[0], occlusions[0].clamp(0, 1), atol=1e-4, rtol=0)
     torch.testing.assert_close(out.frames[0], frames, atol=1e-4, rtol=0)
     assert float((x[:, :2].abs()).max()) <= 1.0 + 1e-6               # thresholding kept the grid in [-1, 1]
+    if guidance_from:                                   # the call's setting overrides the config's, as every sample.*
+        import dataclasses
+        plain = dataclasses.replace(cfg, sample=dataclasses.replace(cfg.sample, guidance_from=0.0))
+        asked = ImageToVideoPipeline(plain, lfae, unet, LABELS, text)(image, ["zoom in"], seeds=[42],
+                                                                      guidance_from=guidance_from)
+        assert torch.equal(asked.flows, out.flows)
