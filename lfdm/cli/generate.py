@@ -96,7 +96,8 @@ def _generate(args) -> int:
                   else frames_uint8(out.frames[0]))
         storage.write_bytes(args.out, encode(frames, suffix, args.fps))
     print(json.dumps({"out": args.out, "label": args.label, "prompt": args.prompt, "seed": cfg.seed, "sampler": cfg.sampler,
-                      "steps": cfg.steps, "guidance": cfg.guidance, "frames": int(out.frames.shape[2])}))
+                      "steps": cfg.steps, "guidance": cfg.guidance, "guidance_from": cfg.guidance_from,
+                      "frames": int(out.frames.shape[2])}))
     return 0
 
 
