@@ -18,6 +18,9 @@ def register(sub) -> None:
     r.add_argument("--out", help="JSON output (default: CHECKPOINT/recon_SPLIT.json)")
     r.add_argument("--device")
     r.add_argument("--max-videos", type=int)
+    r.add_argument("--motion", action="store_true",
+                   help="also judge the reconstructed clips with the motion classifier (synthetic dataset only): "
+                        "per class, the condition accuracy a perfect stage 2 would reach on this split")
     r.set_defaults(func=_recon)
     f = esub.add_parser("fvd", help="FVD and KVD between two uint8 arrays (N, T, H, W, 3), as JSON")
     f.add_argument("--real", required=True, help=".npy of real videos")
@@ -56,6 +59,7 @@ def register(sub) -> None:
 
 def _recon(args) -> int:
     from lfdm.checkpoint import load_lfae
+    from lfdm.cli import CommandError
     from lfdm.device import pick_device
     from lfdm.io import storage
     from lfdm.runs.reconstruction import evaluate_reconstruction
@@ -64,12 +68,26 @@ def _recon(args) -> int:
     result = evaluate_reconstruction(model, args.data, args.split, image_size=ckpt.config.data.image_size,
                                      device=device, max_videos=args.max_videos)
     result["checkpoint"] = args.checkpoint
+    if args.motion:
+        from lfdm.runs.reconstruction import autoencoder_reconstruct
+        from lfdm.runs.reconstruction_motion import evaluate_reconstruction_motion
+        try:
+            result["motion"] = evaluate_reconstruction_motion(
+                autoencoder_reconstruct(model), args.data, args.split, num_frames=ckpt.config.data.num_frames,
+                image_size=ckpt.config.data.image_size)
+        except ValueError as exc:
+            raise CommandError(f"--motion: {exc}") from None
     out = args.out or storage.join(args.checkpoint, f"recon_{args.split}.json")
     storage.write_text(out, json.dumps(result, indent=2))
     print(f"LFAE reconstruction L1 ({args.split}, {result['videos']} videos, {result['frames']} frames): "
           f"{result['lfae_l1']:.5f}")
     print(f"copy-the-source baseline L1:                             {result['copy_source_l1']:.5f}")
     print(f"ratio LFAE / copy: {result['relative_to_copy']:.3f}   -> {out}")
+    if args.motion:
+        print("reconstructed clips classified right (real clips), motion reconstructed / real, per class:")
+        for label, v in result["motion"]["per_class"].items():
+            ratio = "-" if v["motion_ratio"] is None else f"{v['motion_ratio']:.2f}"
+            print(f"  {label:24s} {100 * v['accuracy']:5.1f} % ({100 * v['real_accuracy']:.1f} %)  {ratio}")
     return 0
 
 

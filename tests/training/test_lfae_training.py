@@ -187,6 +187,10 @@ def test_cli_train_resume_and_eval_recon(tmp_path, tiny_dataset, capsys):
     result = json.load(open(os.path.join(out, "recon_test.json")))
     assert result["videos"] == 9 and result["frames"] == 9 * 40 and 0 < result["copy_source_l1"] < 1
     assert "copy-the-source baseline" in capsys.readouterr().out
+    assert cli(["eval", "recon", "--checkpoint", out, "--data", manifest, "--split", "train", "--motion"]) == 0
+    motion = json.load(open(os.path.join(out, "recon_train.json")))["motion"]
+    assert motion["split"] == "train" and motion["videos"] == 18 and len(motion["per_class"]) == 9
+    assert "rotate clockwise" in capsys.readouterr().out
     assert cli(["model", "info", "--preset", "mug128"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["parameters"]["autoencoder_total"] == 66_004_557
