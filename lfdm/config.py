@@ -60,6 +60,12 @@ class RegionPredictorConfig:
     # third moment) and the affine is a proper rotation, which follows turns up to +-180 deg; needs
     # autoencoder.revert_axis_swap=false and pca=closed_form.
     orientation: str = "axis"
+    # "pca" (the paper, MRAA): the affine is U diag(sqrt S) of the heatmap's covariance, so it cannot turn with a
+    # region whose covariance is isotropic (a star, a triangle, a cross) and knows its axis up to a sign.
+    # "regressed" (FOMM, Siarohin et al. 2019): a conv head predicts a 2x2 matrix per pixel and region, pooled by
+    # the heatmap and started at the identity; the equivariance loss alone teaches it to turn and scale, through
+    # +-180 deg. Needs autoencoder.revert_axis_swap=false (which would fold turns beyond 90 deg back).
+    affine: str = "pca"
 
 
 @dataclass(frozen=True)
@@ -275,6 +281,11 @@ class LFDMConfig:
             if stage.keep_checkpoints is not None and stage.keep_checkpoints < 1:
                 raise ConfigError(f"train.{name}.keep_checkpoints={stage.keep_checkpoints}; keep at least 1 (or null: all)")
         ae = self.autoencoder
+        if ae.region.affine not in ("pca", "regressed"):
+            raise ConfigError(f"autoencoder.region.affine={ae.region.affine!r}; expected one of ['pca', 'regressed']")
+        if ae.region.affine == "regressed" and (ae.revert_axis_swap or ae.region.orientation != "axis"):
+            raise ConfigError("autoencoder.region.affine='regressed' predicts the affine itself: it needs "
+                              "autoencoder.revert_axis_swap=false and region.orientation='axis' (unused)")
         if ae.region.orientation == "skew" and (ae.revert_axis_swap or ae.region.pca != "closed_form"):
             raise ConfigError("autoencoder.region.orientation='skew' orients the affine itself: it needs "
                               "autoencoder.revert_axis_swap=false (which would undo it) and region.pca='closed_form'")

@@ -18,6 +18,11 @@ Either way a region's axis is known only up to its sign, so A_src A_drv^-1 can e
 towards the heatmap's heavier tail (positive third moment along the axis) and makes U a proper rotation
 [u1, R(90 deg) u1]; for any heatmap that is not point-symmetric the affine then turns with the region
 through +-180 deg (with ``revert_axis_swap`` off, which would fold it back).
+
+Any covariance-based affine stands still for a region whose covariance is isotropic: a star, an equilateral triangle
+or a cross turns without changing its second moments. ``region.affine = "regressed"`` (FOMM, Siarohin et al.
+2019) replaces the affine by a 2x2 matrix a conv head predicts at every pixel, pooled by the region's heatmap and
+started at the identity; only the equivariance loss trains it. Shift and covariance stay the heatmap's.
 """
 from __future__ import annotations
 
@@ -77,9 +82,21 @@ class RegionPredictor(nn.Module):
         self.down = downsample(cfg.num_channels, r.scale_factor)
         self.temperature = r.temperature
         self.pca, self.orientation = r.pca, r.orientation
+        self.jacobian = None
+        if r.affine == "regressed":
+            # 4 channels per region, a 2x2 matrix at each pixel; started at the identity (FOMM's initialisation)
+            self.jacobian = nn.Conv2d(self.predictor.out_filters, 4 * cfg.num_regions, kernel_size=7, padding=r.pad)
+            with torch.no_grad():
+                self.jacobian.weight.zero_()
+                self.jacobian.bias.copy_(torch.tensor([1.0, 0.0, 0.0, 1.0]).repeat(cfg.num_regions))
 
     def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
-        logits = self.regions(self.predictor(self.down(x)))                  # (B, K, h, w)
+        features = self.predictor(self.down(x))
+        logits = self.regions(features)                                      # (B, K, h, w)
         b, k, h, w = logits.shape
         heatmap = F.softmax(logits.float().view(b, k, -1) / self.temperature, dim=2).view(b, k, h, w)
-        return region_params(heatmap, self.pca, self.orientation)
+        params = region_params(heatmap, self.pca, self.orientation)
+        if self.jacobian is not None:
+            matrices = self.jacobian(features).float().view(b, k, 4, h, w)
+            params["affine"] = (matrices * heatmap.unsqueeze(2)).sum(dim=(-2, -1)).view(b, k, 2, 2)
+        return params

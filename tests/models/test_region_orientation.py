@@ -14,7 +14,7 @@ from lfdm.models.linalg2x2 import inverse2x2
 from lfdm.models.warp import coordinate_grid
 from lfdm.presets import get_preset
 from lfdm.training.equivariance import RandomTPS, equivariance_losses
-from lfdm.models.region import region_params
+from lfdm.models.region import RegionPredictor, region_params
 
 SIZE = 64
 
@@ -121,8 +121,56 @@ def test_skew_orientation_needs_its_flow_convention():
         get_preset("demo64", {"autoencoder.region.orientation": "sideways"})
 
 
+REGRESSED = {"autoencoder.region.affine": "regressed", "autoencoder.revert_axis_swap": False}
+
+
+def test_regressed_affine_starts_at_the_identity_and_pools_the_head_by_the_heatmap():
+    cfg = get_preset("tiny", REGRESSED).autoencoder
+    predictor = RegionPredictor(cfg).eval()
+    image = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        start = predictor(image)
+        assert torch.allclose(start["affine"], torch.eye(2).expand(2, cfg.num_regions, 2, 2), atol=1e-6)
+        turn = rotation(math.radians(120)).float()                     # any matrix, past the axis convention's 90 deg
+        predictor.jacobian.bias.copy_(turn.flatten().repeat(cfg.num_regions))
+        turned = predictor(image)
+    assert torch.allclose(turned["affine"], turn.expand(2, cfg.num_regions, 2, 2), atol=1e-5)
+    assert torch.equal(turned["shift"], start["shift"]) and torch.equal(turned["covar"], start["covar"])
+    # the pooling: a head that varies over space gives the heatmap-weighted mean of its matrices
+    with torch.no_grad():
+        predictor.jacobian.weight.normal_(0, 0.1)
+        out = predictor(image)
+        features = predictor.predictor(predictor.down(image))
+        maps = predictor.jacobian(features).view(2, cfg.num_regions, 4, *out["heatmap"].shape[-2:])
+    expected = torch.einsum("bkchw,bkhw->bkc", maps, out["heatmap"]).view(2, cfg.num_regions, 2, 2)
+    assert torch.allclose(out["affine"], expected, atol=1e-5)
+
+
+def test_regressed_affine_turns_the_sparse_motion_through_the_whole_turn():
+    """Source affine R(-135 deg), driving identity: the region's backward motion is the whole 135 deg turn."""
+    theta = math.radians(135)
+    shift = torch.zeros(1, 1, 2, dtype=torch.float64)
+    covar = 0.05 * torch.eye(2, dtype=torch.float64).expand(1, 1, 2, 2)
+    src = {"shift": shift, "covar": covar, "affine": rotation(-theta).expand(1, 1, 2, 2)}
+    drv = {"shift": shift, "covar": covar, "affine": torch.eye(2, dtype=torch.float64).expand(1, 1, 2, 2)}
+    bg = torch.eye(3, dtype=torch.float64).unsqueeze(0)
+    motion = sparse_motions(src, drv, bg, 9, 9, revert_axis_swap=False)[0, 1]
+    points = coordinate_grid(9, 9, "cpu", torch.float64)
+    assert torch.allclose(motion, points @ rotation(-theta).T, atol=1e-9)
+    folded = sparse_motions(src, drv, bg, 9, 9, revert_axis_swap=True)[0, 1]   # what the axis convention would do
+    assert torch.allclose(folded, points @ rotation(math.pi - theta).T, atol=1e-9)
+
+
+def test_regressed_affine_needs_its_flow_convention():
+    with pytest.raises(ConfigError, match="revert_axis_swap"):
+        get_preset("demo64", {"autoencoder.region.affine": "regressed"})
+    with pytest.raises(ConfigError, match="affine"):
+        get_preset("demo64", {"autoencoder.region.affine": "learned"})
+
+
 @pytest.mark.parametrize("preset", ["mug128", "mhad128", "natops128"])
 def test_paper_presets_keep_the_paper_regions(preset):
     cfg = get_preset(preset)
+    assert cfg.autoencoder.region.affine == "pca"
     assert cfg.autoencoder.region.orientation == "axis" and cfg.autoencoder.revert_axis_swap
     assert cfg.train.lfae_loss.equivariance_rotation == 0.0 and cfg.train.lfae_loss.equivariance_scale == 0.0

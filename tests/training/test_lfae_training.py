@@ -50,9 +50,11 @@ def test_tps_kernel_is_euclidean():
     torch.testing.assert_close(shift, expected.expand(1, 1, 2), atol=1e-6, rtol=0)
 
 
-def test_gradients_reach_every_trainable_parameter():
+@pytest.mark.parametrize("overrides", [{}, {"autoencoder.region.affine": "regressed",
+                                             "autoencoder.revert_axis_swap": False}])
+def test_gradients_reach_every_trainable_parameter(overrides):
     torch.manual_seed(0)
-    cfg = get_preset("tiny")
+    cfg = get_preset("tiny", overrides)
     objective = LfaeObjective(LatentFlowAutoencoder(cfg.autoencoder), cfg.train.lfae_loss)
     # The background predictor's last layer starts at zero (identity affine, as the official init), so its
     # encoder receives gradients from the second step on: take one step first.
