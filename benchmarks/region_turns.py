@@ -1,6 +1,6 @@
 """Do stage 1's regions turn with a turning object? For every rotation video of a synthetic split: the true
 turn at four driving frames, the turn of the dense flow on the object, and the turn of the region affine
-A = aff_src aff_drv^-1 (sign-corrected as the flow predictor does) of the region whose motion the mask
+A = aff_src aff_drv^-1 (sign-corrected where the flow predictor does) of the region whose motion the mask
 weights most on the object; printed per class, every frame in the JSON.
 
     python benchmarks/region_turns.py --lfae RUN/lfae --manifest RUN/data/manifest.parquet --out turns.json
@@ -53,7 +53,9 @@ def region_turns(lfae_uri: str, manifest: str, split: str = "test", frames_per_v
         flow, _, source_regions, driving_regions = model.estimate_flow(
             frames[:1].expand(len(indices), -1, -1, -1), frames[1:])
         affine = source_regions["affine"] @ inverse2x2(driving_regions["affine"])      # (n, K, 2, 2)
-        affine = (affine * torch.sign(affine[:, :, 0:1, 0:1])).numpy()
+        if model.cfg.revert_axis_swap:
+            affine = affine * torch.sign(affine[:, :, 0:1, 0:1])
+        affine = affine.numpy()
         flow = flow.numpy()                                                             # (n, h, w, 2)
         points = flow_points_px(flow.shape[1], flow.shape[2], spec.image_size, model.cfg.align_corners)
         predicted = np.stack(grid_displacement(flow), -1) * (spec.image_size / (flow.shape[2] - 1))
