@@ -95,6 +95,10 @@ class AutoencoderConfig:
     num_down_blocks: int = 2
     num_bottleneck_blocks: int = 6
     revert_axis_swap: bool = True
+    # Flows of a whole video in frame order (the flow cache, reconstructions): each region's axis sign chosen so
+    # that its motion from the source changes continuously from frame to frame, instead of revert_axis_swap's
+    # per-frame fold, which reads a turn past 90 deg as the opposite turn. Pairs (training) are unchanged.
+    unwrap_turns: bool = False
     # Sampling convention of every grid_sample/interpolate. Coordinate grids always follow
     # x = 2i/(w-1) - 1. The official weights were trained with align_corners=False (a slight
     # mismatch baked into them); our own models use True, so the identity flow is exact.
@@ -281,6 +285,9 @@ class LFDMConfig:
             if stage.keep_checkpoints is not None and stage.keep_checkpoints < 1:
                 raise ConfigError(f"train.{name}.keep_checkpoints={stage.keep_checkpoints}; keep at least 1 (or null: all)")
         ae = self.autoencoder
+        if ae.unwrap_turns and not (ae.revert_axis_swap and ae.region.affine == "pca" and ae.region.orientation == "axis"):
+            raise ConfigError("autoencoder.unwrap_turns undoes revert_axis_swap's fold of the PCA axis: it needs "
+                              "revert_axis_swap=true, region.affine='pca' and region.orientation='axis'")
         if ae.region.affine not in ("pca", "regressed"):
             raise ConfigError(f"autoencoder.region.affine={ae.region.affine!r}; expected one of ['pca', 'regressed']")
         if ae.region.affine == "regressed" and (ae.revert_axis_swap or ae.region.orientation != "axis"):

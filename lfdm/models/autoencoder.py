@@ -8,7 +8,7 @@ with f and m resized bilinearly to each level. Skips are the source encoder's fe
 """
 from __future__ import annotations
 
-from typing import Dict, Iterator, List, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -16,7 +16,7 @@ from torch import nn
 from lfdm.config import AutoencoderConfig
 from lfdm.models.background import BackgroundMotionPredictor
 from lfdm.models.blocks import DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d
-from lfdm.models.flow_predictor import DenseFlowPredictor
+from lfdm.models.flow_predictor import DenseFlowPredictor, unwrap_axis_signs
 from lfdm.models.region import RegionPredictor
 from lfdm.models.warp import resize_map, warp
 
@@ -89,23 +89,33 @@ class LatentFlowAutoencoder(nn.Module):
     def encode(self, image: torch.Tensor) -> List[torch.Tensor]:
         return self.encoder(image)
 
-    def estimate_flow(self, source: torch.Tensor, driving: torch.Tensor, source_regions=None):
+    def estimate_flow(self, source: torch.Tensor, driving: torch.Tensor, source_regions=None, driving_regions=None,
+                      revert_axis_swap: Optional[bool] = None):
         """Backward latent flow driving -> source: flow (B, h, w, 2), occlusion (B, 1, h, w), regions."""
         source_regions = source_regions if source_regions is not None else self.region_predictor(source)
-        driving_regions = self.region_predictor(driving)
+        driving_regions = driving_regions if driving_regions is not None else self.region_predictor(driving)
         bg = self.bg_predictor(source, driving)
-        flow, occlusion = self.flow_predictor(source, source_regions, driving_regions, bg)
+        flow, occlusion = self.flow_predictor(source, source_regions, driving_regions, bg, revert_axis_swap)
         return flow, occlusion, source_regions, driving_regions
 
     def flows_from_source(self, source: torch.Tensor, frames: torch.Tensor,
                           batch_size: int) -> Iterator[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """(chunk, flow, occlusion) for every ``batch_size`` frames of one video against its source (1, 3, S, S);
-        the source's regions are computed once."""
+        the source's regions are computed once. With ``unwrap_turns`` the frames must come in order from the
+        source: every frame's regions are computed first and their axis signs chosen along the video."""
         source_regions = self.region_predictor(source)
-        for chunk in frames.split(batch_size):
+        chunks = frames.split(batch_size)
+        driving = [self.region_predictor(chunk) for chunk in chunks] if self.cfg.unwrap_turns else [None] * len(chunks)
+        if self.cfg.unwrap_turns:
+            affines = unwrap_axis_signs(source_regions["affine"], torch.cat([r["affine"] for r in driving]))
+            for regions, affine in zip(driving, affines.split(batch_size)):
+                regions["affine"] = affine
+        for chunk, driving_regions in zip(chunks, driving):
             n = chunk.shape[0]
             regions = {k: v.expand(n, *v.shape[1:]) for k, v in source_regions.items()}
-            flow, occlusion, _, _ = self.estimate_flow(source.expand(n, -1, -1, -1), chunk, source_regions=regions)
+            flow, occlusion, _, _ = self.estimate_flow(source.expand(n, -1, -1, -1), chunk, source_regions=regions,
+                                                       driving_regions=driving_regions,
+                                                       revert_axis_swap=False if self.cfg.unwrap_turns else None)
             yield chunk, flow, occlusion
 
     def decode(self, source_skips: List[torch.Tensor], source_image: torch.Tensor, flow: torch.Tensor,

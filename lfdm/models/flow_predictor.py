@@ -8,7 +8,7 @@ feeds them to an hourglass, and returns f = sum_k softmax(mask)_k T_k and occlus
 """
 from __future__ import annotations
 
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -45,6 +45,20 @@ def sparse_motions(source_regions, driving_regions, bg: torch.Tensor, h: int, w:
     return torch.cat([bg_grid.unsqueeze(1), regions], dim=1)
 
 
+def unwrap_axis_signs(source_affine: torch.Tensor, driving_affine: torch.Tensor) -> torch.Tensor:
+    """Affines of one video's frames in order, source (1 or T, K, 2, 2), driving (T, K, 2, 2) -> the driving affines
+    with each region's sign (+-1) chosen so that A_t = aff_src aff_drv_t^-1 lies nearest the previous frame's
+    (A_-1 = I, the source itself): a turn keeps its direction past 90 deg, where revert_axis_swap folds it back."""
+    motion = source_affine @ inverse2x2(driving_affine)                      # (T, K, 2, 2)
+    previous = torch.eye(2, dtype=motion.dtype, device=motion.device).expand_as(motion[0])
+    signs = []
+    for step in motion:                                                      # (K, 2, 2), frame by frame
+        sign = torch.where((step * previous).sum(dim=(-2, -1)) < 0, -1.0, 1.0).to(step.dtype)   # (K,)
+        previous = step * sign[:, None, None]
+        signs.append(sign)
+    return driving_affine * torch.stack(signs)[..., None, None]
+
+
 class DenseFlowPredictor(nn.Module):
     def __init__(self, cfg: AutoencoderConfig):
         super().__init__()
@@ -65,14 +79,16 @@ class DenseFlowPredictor(nn.Module):
         self.align_corners = cfg.align_corners
 
     def forward(self, source_image: torch.Tensor, source_regions: Dict, driving_regions: Dict,
-                bg: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """-> flow (B, h, w, 2) at 1/4 resolution, occlusion (B, 1, h, w) in (0, 1), 1 = visible."""
+                bg: torch.Tensor, revert_axis_swap: Optional[bool] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        """-> flow (B, h, w, 2) at 1/4 resolution, occlusion (B, 1, h, w) in (0, 1), 1 = visible.
+        ``revert_axis_swap`` False: the driving affines' signs are already chosen (``unwrap_axis_signs``)."""
         source = self.down(source_image)
         b, c, h, w = source.shape
         heat = gaussian_heatmaps(driving_regions["shift"], driving_regions["covar"], h, w) - \
             gaussian_heatmaps(source_regions["shift"], source_regions["covar"], h, w)
         heat = torch.cat([torch.zeros_like(heat[:, :1]), heat], dim=1)       # (B, K+1, h, w)
-        motions = sparse_motions(source_regions, driving_regions, bg, h, w, self.revert_axis_swap)
+        fold = self.revert_axis_swap if revert_axis_swap is None else revert_axis_swap
+        motions = sparse_motions(source_regions, driving_regions, bg, h, w, fold)
         k = motions.shape[1]
         deformed = warp(source.unsqueeze(1).expand(b, k, c, h, w).reshape(b * k, c, h, w),
                         motions.reshape(b * k, h, w, 2), self.align_corners).view(b, k, c, h, w)

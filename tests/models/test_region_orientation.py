@@ -3,13 +3,14 @@
 A driving frame turned by theta about the region's mean must give the backward motion A_src A_drv^-1 = R(-theta).
 The paper's axis convention can only express |theta| <= 90 deg; ``orientation="skew"`` any |theta| < 180 deg.
 """
+import dataclasses
 import math
 
 import pytest
 import torch
 
 from lfdm.config import ConfigError
-from lfdm.models.flow_predictor import sparse_motions
+from lfdm.models.flow_predictor import sparse_motions, unwrap_axis_signs
 from lfdm.models.linalg2x2 import inverse2x2
 from lfdm.models.warp import coordinate_grid
 from lfdm.presets import get_preset
@@ -119,6 +120,45 @@ def test_skew_orientation_needs_its_flow_convention():
         get_preset("demo64", {"autoencoder.region.orientation": "skew", "autoencoder.revert_axis_swap": True})
     with pytest.raises(ConfigError, match="orientation"):
         get_preset("demo64", {"autoencoder.region.orientation": "sideways"})
+
+
+def test_unwrapped_axis_signs_follow_a_turn_past_90_degrees_frame_by_frame():
+    """A lopsided region turning 0 -> 170 deg in 10 deg steps: the per-frame fold reads the frames past 90 deg as
+    the opposite turn; signs chosen along the video give every frame's motion its true turn."""
+    grid = coordinate_grid(SIZE, SIZE, "cpu", torch.float64)
+    src = region_params(heatmap_of(grid))
+    turns = [math.radians(d) for d in range(0, 171, 10)]
+    drv = [region_params(heatmap_of(grid @ rotation(-theta).T)) for theta in turns]
+    driving = torch.cat([d["affine"] for d in drv])                                    # (T, 1, 2, 2)
+
+    def turn_of(affine, fold):
+        m = src["affine"] @ inverse2x2(affine)
+        m = m * torch.sign(m[..., 0:1, 0:1]) if fold else m
+        return torch.rad2deg(torch.atan2(m[..., 1, 0] - m[..., 0, 1], m[..., 0, 0] + m[..., 1, 1]))[:, 0]
+
+    truth = -torch.tensor([math.degrees(t) for t in turns], dtype=torch.float64)       # backward motion
+    assert torch.allclose(turn_of(unwrap_axis_signs(src["affine"], driving), fold=False), truth, atol=1.0)
+    folded = turn_of(driving, fold=True)
+    within, past = truth.abs() < 90, truth.abs() > 90                                   # at 90 deg the fold is undecided
+    assert torch.allclose(folded[within], truth[within], atol=1.0)
+    assert torch.allclose(folded[past], truth[past] + 180, atol=1.0)                   # read as the other way round
+
+
+def test_unwrapped_flows_of_a_video_equal_the_folded_ones_within_90_degrees():
+    """flows_from_source with unwrap_turns: identical flows where no frame turns past 90 deg (random tiny model:
+    its regions barely move), and the option checks its convention."""
+    from lfdm.models.autoencoder import LatentFlowAutoencoder
+    torch.manual_seed(0)
+    cfg = get_preset("tiny").autoencoder
+    model = LatentFlowAutoencoder(cfg).eval()
+    frames = torch.rand(5, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        plain = [f for _, f, _ in model.flows_from_source(frames[:1], frames, 2)]
+        model.cfg = dataclasses.replace(cfg, unwrap_turns=True)
+        unwrapped = [f for _, f, _ in model.flows_from_source(frames[:1], frames, 2)]
+    assert torch.allclose(torch.cat(plain), torch.cat(unwrapped), atol=1e-6)
+    with pytest.raises(ConfigError, match="unwrap_turns"):
+        get_preset("demo64", {"autoencoder.unwrap_turns": True, "autoencoder.revert_axis_swap": False})
 
 
 REGRESSED = {"autoencoder.region.affine": "regressed", "autoencoder.revert_axis_swap": False}
