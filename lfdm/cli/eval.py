@@ -21,6 +21,8 @@ def register(sub) -> None:
     r.add_argument("--motion", action="store_true",
                    help="also judge the reconstructed clips with the motion classifier (synthetic dataset only): "
                         "per class, the condition accuracy a perfect stage 2 would reach on this split")
+    r.add_argument("--unwrap-turns", action="store_true",
+                   help="compute each video's flows with autoencoder.unwrap_turns on, whatever the checkpoint says")
     r.set_defaults(func=_recon)
     f = esub.add_parser("fvd", help="FVD and KVD between two uint8 arrays (N, T, H, W, 3), as JSON")
     f.add_argument("--real", required=True, help=".npy of real videos")
@@ -65,6 +67,10 @@ def _recon(args) -> int:
     from lfdm.runs.reconstruction import evaluate_reconstruction
     device = pick_device(args.device)
     model, ckpt = load_lfae(args.checkpoint, preset=args.preset, device=device)
+    if args.unwrap_turns:
+        import dataclasses
+        model.cfg = dataclasses.replace(ckpt.config, autoencoder=dataclasses.replace(
+            ckpt.config.autoencoder, unwrap_turns=True)).validate().autoencoder
     result = evaluate_reconstruction(model, args.data, args.split, image_size=ckpt.config.data.image_size,
                                      device=device, max_videos=args.max_videos)
     result["checkpoint"] = args.checkpoint

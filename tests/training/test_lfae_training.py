@@ -193,6 +193,10 @@ def test_cli_train_resume_and_eval_recon(tmp_path, tiny_dataset, capsys):
     motion = json.load(open(os.path.join(out, "recon_train.json")))["motion"]
     assert motion["split"] == "train" and motion["videos"] == 18 and len(motion["per_class"]) == 9
     assert "rotate clockwise" in capsys.readouterr().out
+    assert cli(["eval", "recon", "--checkpoint", out, "--data", manifest, "--split", "test", "--motion",
+                "--unwrap-turns", "--out", str(tmp_path / "unwrapped.json")]) == 0
+    assert json.load(open(tmp_path / "unwrapped.json"))["motion"]["videos"] == 9
+    capsys.readouterr()
     assert cli(["model", "info", "--preset", "mug128"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["parameters"]["autoencoder_total"] == 66_004_557
