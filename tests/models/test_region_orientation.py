@@ -211,6 +211,7 @@ def test_regressed_affine_needs_its_flow_convention():
 @pytest.mark.parametrize("preset", ["mug128", "mhad128", "natops128"])
 def test_paper_presets_keep_the_paper_regions(preset):
     cfg = get_preset(preset)
-    assert cfg.autoencoder.region.affine == "pca"
+    assert cfg.autoencoder.region.affine == "pca" and not cfg.autoencoder.unwrap_turns
+    assert get_preset("demo64").autoencoder.unwrap_turns
     assert cfg.autoencoder.region.orientation == "axis" and cfg.autoencoder.revert_axis_swap
     assert cfg.train.lfae_loss.equivariance_rotation == 0.0 and cfg.train.lfae_loss.equivariance_scale == 0.0
