@@ -23,15 +23,19 @@ def guided(model: ConditionalModel, scale: float, use_null: torch.Tensor | None 
     def denoiser(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         b = x.shape[0]
         base = torch.zeros(b, dtype=torch.bool, device=x.device) if use_null is None else use_null
-        in_interval = t >= from_t                                          # (B,)
-        if scale == 1.0 or not in_interval.any():
+        # (B,) where guidance applies; None: on every step, with no comparison (and no device sync) per step
+        interval = t >= from_t if from_t > 0 else None
+        if scale == 1.0 or (interval is not None and not interval.any()):
             return model(x, t, base)
         if scale == 0.0:
             out = model(x, t, torch.ones_like(base))
-            return out if in_interval.all() else torch.where(_per_video(in_interval, out), out, model(x, t, base))
+            if interval is None or interval.all():
+                return out
+            return torch.where(_per_video(interval, out), out, model(x, t, base))
         eps = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([base, torch.ones_like(base)]))
         cond, null = eps.chunk(2)
-        return torch.where(_per_video(in_interval, cond), null + scale * (cond - null), cond)
+        out = null + scale * (cond - null)
+        return out if interval is None else torch.where(_per_video(interval, cond), out, cond)
     return denoiser
 
 

@@ -105,8 +105,9 @@ class LatentFlowAutoencoder(nn.Module):
         source: every frame's regions are computed first and their axis signs chosen along the video."""
         source_regions = self.region_predictor(source)
         chunks = frames.split(batch_size)
-        driving = [self.region_predictor(chunk) for chunk in chunks] if self.cfg.unwrap_turns else [None] * len(chunks)
+        driving = [None] * len(chunks)                                   # None: each chunk's regions, folded per frame
         if self.cfg.unwrap_turns:
+            driving = [self.region_predictor(chunk) for chunk in chunks]
             affines = unwrap_axis_signs(source_regions["affine"], torch.cat([r["affine"] for r in driving]))
             for regions, affine in zip(driving, affines.split(batch_size)):
                 regions["affine"] = affine

@@ -101,7 +101,8 @@ class ImageToVideoPipeline:
     def __call__(self, images: torch.Tensor, labels: Sequence[Optional[str]], *, seeds: Sequence[int],
                  sampler: Optional[str] = None, steps: Optional[int] = None,
                  guidance: Optional[float] = None, eta: Optional[float] = None,
-                 guidance_from: Optional[float] = None, num_frames: Optional[int] = None, prompts: Optional[Sequence[Optional[str]]] = None,
+                 guidance_from: Optional[float] = None, num_frames: Optional[int] = None,
+                 prompts: Optional[Sequence[Optional[str]]] = None,
                  callback: Optional[Callable[[int, int], None]] = None) -> GeneratedVideos:
         """images (B, 3, S, S) in [0, 1]; one seed per video (its noise generator, so a video does not
         depend on its batch); per video a label, or a free-text prompt (with label None), or neither: the
