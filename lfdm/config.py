@@ -242,6 +242,9 @@ class SampleConfig:
     eta: float = 0.0                     # DDIM stochasticity
     guidance: float = 1.0                # 1 = conditional model only (paper default)
     guidance_from: float = 0.0           # guide only steps t >= guidance_from * T (0 = all: paper default)
+    # Free-text prompts only: replace a prompt's condition by its posterior mean over the training sentences
+    # under stage 2's condition noise (models.prompt_projection); needs text.condition_noise > 0. Labels untouched.
+    prompt_projection: bool = False
     seed: int = 0
     decode_batch: int = 0                # frames per decoder call; 0 = auto (pipelines.image_to_video.auto_decode_batch)
     bf16: bool = False                   # denoiser under bf16 autocast; sampler arithmetic, warp and grid stay fp32
@@ -281,6 +284,10 @@ class LFDMConfig:
             raise ConfigError(f"sample.sampler={s.sampler!r}, sample.steps={s.steps}, sample.eta={s.eta}: {exc}") from None
         if not 0.0 <= s.guidance_from < 1.0:
             raise ConfigError(f"sample.guidance_from={s.guidance_from}: a fraction of the diffusion's steps in [0, 1)")
+        if s.prompt_projection and not self.text.condition_noise > 0:
+            raise ConfigError("sample.prompt_projection reads a prompt as a noisy training condition: it needs the "
+                              "model trained with text.condition_noise > 0 (this config has "
+                              f"{self.text.condition_noise})")
         for name, stage in (("lfae", self.train.lfae), ("dm", self.train.dm)):
             if stage.keep_checkpoints is not None and stage.keep_checkpoints < 1:
                 raise ConfigError(f"train.{name}.keep_checkpoints={stage.keep_checkpoints}; keep at least 1 (or null: all)")

@@ -104,7 +104,11 @@ def demo64() -> LFDMConfig:
     Stage 2 trains on the synthetic dataset's phrasings (text.phrasings, ten sentences per class, one drawn per
     clip), so free-text prompts worded unlike the labels are in distribution, and adds noise to each condition in
     the text map's class subspace (text.condition_noise 0.125: held-out prompts 86.1 -> 88.9 % on one stage 1,
-    8 of the 10 misses before it were still videos from prompts that landed between classes).
+    8 of the 10 misses before it were still videos from prompts that landed between classes). A prompt's
+    condition is then moved to its posterior mean over the training sentences under that same noise
+    (sample.prompt_projection; labels are untouched): held-out prompts came out still where their condition lay
+    nearer the null than any class. The demo's 72 held-out-prompt videos on the same two stage 2s, three seed
+    sets each: seed 0 83.3 -> 90.8 % on average (labels 97.2 %), seed 1 78.7 -> 79.2 % (labels 86.6 %).
     Stage 2 re-encodes frame 0 at a hue drawn over the whole colour circle (data.clip_jitter.hue 0.5; the paper's
     jitter turns it by at most 0.04): with 8 training subjects it had learned which colour schemes turn, and the
     same held-out frame rotated or stood still as its hue was turned (benchmarks/hue_sensitivity.py, seed 1:
@@ -138,7 +142,7 @@ def demo64() -> LFDMConfig:
                                      equivariance_rotation_ramp=(0.5, 0.8), equivariance_scale=0.4,
                                      equivariance_scale_ramp=(0.5, 0.8)),
         ),
-        sample=SampleConfig(sampler="dpmpp", steps=20, guidance=5.0, guidance_from=0.6),
+        sample=SampleConfig(sampler="dpmpp", steps=20, guidance=5.0, guidance_from=0.6, prompt_projection=True),
     ).validate()
 
 

@@ -56,7 +56,8 @@ SIZES = {
         preset="tiny",
         spec=SyntheticSpec(num_subjects=3, test_subjects=1, videos_per_class=1, num_frames=12, image_size=32),
         overrides={"train.lfae.steps": 4, "train.lfae.checkpoint_every": 2, "train.dm.steps": 4,
-                   "train.dm.checkpoint_every": 2, "text.phrasings": "synthetic"},
+                   "train.dm.checkpoint_every": 2, "text.phrasings": "synthetic", "text.condition_noise": 0.125,
+                   "sample.prompt_projection": True},
         num_videos=18, real_clips_per_video=3, bootstrap=5, group_bootstrap=2, examples_per_class=1),
 }
 
@@ -195,7 +196,10 @@ def run_demo(out: str, size: str = "demo", log: Callable[[str], None] = print, s
     if prompts and prompts["accuracy"] is not None:
         log(f"held-out prompts: {100 * prompts['accuracy']:.1f}% condition accuracy of {prompts['n']} videos from "
             f"sentences never seen in training (labels: {100 * results['condition_accuracy']:.1f}%); the prompts "
-            f"alone retrieve their class {100 * prompts['retrieval']['class_means']['accuracy']:.1f}% of the time")
+            f"alone retrieve their class {100 * prompts['retrieval']['class_means']['accuracy']:.1f}% of the time"
+            + (f" ({100 * prompts['retrieval']['sentence_posterior']['accuracy']:.1f}% by their posterior over the "
+               "training sentences)"
+               if "sentence_posterior" in prompts["retrieval"] else ""))
     log(f"wall time: {summary['wall_seconds'] / 60:.1f} min   results: {os.path.join(out, 'results.json')}")
     return report_uri
 
@@ -223,7 +227,9 @@ def held_out_prompts(out: str, manifest: str, model_uri: str, gen_job, eval_job,
     retrieval_uri = os.path.join(out, "prompt_retrieval.json")
     timer.stage("prompt retrieval (the text encoder alone)", storage.exists(retrieval_uri), lambda: storage.write_text(
         retrieval_uri, json.dumps(prompt_retrieval(ImageToVideoPipeline.load(model_uri), held_out), indent=2)), log)
+    from lfdm.checkpoint import read_info
     return {"prompts": {k: list(v) for k, v in held_out.items()}, "n": results["n_gen"],
+            "prompt_projection": read_info(model_uri).config.sample.prompt_projection,
             "accuracy": results.get("condition_accuracy"), "label_accuracy": label_results.get("condition_accuracy"),
             "accuracy_per_class": results.get("condition_accuracy_per_class"), "fvd": results.get("fvd"),
             "kvd": results.get("kvd"), "retrieval": json.loads(storage.read_text(retrieval_uri)),

@@ -98,30 +98,36 @@ def share_of(accuracy: Dict[str, dict], label: str) -> str:
     return f"{100 * accuracy[label]['accuracy']:.0f}% of {accuracy[label]['n']}" if label in accuracy else "—"
 
 
+RETRIEVALS = {"class_means": "prompt nearest its class (training sentences)", "labels": "prompt nearest its label",
+              "sentence_posterior": "most posterior weight on its class's sentences (training condition noise)"}
+
+
 def prompt_rows(accuracy: Dict[str, dict], prompts: dict) -> List[List[str]]:
-    """Per class: accuracy from the label, from held-out prompts, and the prompts' nearest-class retrieval."""
+    """Per class: accuracy from the label, from held-out prompts, and the prompts' retrieval of their class."""
     by_class = prompts["accuracy_per_class"] or {}
-    means, labels = (prompts["retrieval"][k]["per_class"] for k in ("class_means", "labels"))
-    return [[label, *(share_of(table, label) for table in (accuracy, by_class, means, labels)),
+    retrieved = [prompts["retrieval"][k]["per_class"] for k in RETRIEVALS if k in prompts["retrieval"]]
+    return [[label, *(share_of(table, label) for table in (accuracy, by_class, *retrieved)),
              "; ".join(prompts["prompts"][label])] for label in prompts["prompts"]]
-
-
-PROMPT_HEADER = ["class", "from the label", "from held-out prompts", "prompt nearest its class (training sentences)",
-                 "prompt nearest its label", "held-out prompts"]
 
 
 def prompt_html(accuracy: Dict[str, dict], prompts: Optional[dict]) -> str:
     if not prompts:
         return ""
     overall = lambda v: "—" if v is None else f"{100 * v:.1f}%"  # noqa: E731
+    header = ["class", "from the label", "from held-out prompts",
+              *(name for k, name in RETRIEVALS.items() if k in prompts["retrieval"]), "held-out prompts"]
+    projection = ("On (sample.prompt_projection): each prompt's condition was moved to its posterior mean over the "
+                  "training sentences under stage 2's condition noise before sampling."
+                  if prompts.get("prompt_projection") else "Off (sample.prompt_projection): prompts were sampled "
+                  "from their conditions as the text map gives them.")
     return ("<h2>Free-text prompts never seen in training</h2>"
-            + _table(_escaped(prompt_rows(accuracy, prompts)), PROMPT_HEADER)
+            + _table(_escaped(prompt_rows(accuracy, prompts)), header)
             + f"<p>Overall: {overall(prompts['label_accuracy'])} from the labels, {overall(prompts['accuracy'])} from "
               f"held-out prompts (n = {prompts['n']}); retrieval {overall(prompts['retrieval']['class_means']['accuracy'])}"
               " nearest the class's training sentences, "
               f"{overall(prompts['retrieval']['labels']['accuracy'])} nearest the label. Retrieval is the text encoder's "
               "share (the prompt's condition alone, before any diffusion); a prompt that retrieves its class and "
-              "still fails is the diffusion model's miss.</p>")
+              f"still fails is the diffusion model's miss. Prompt projection: {projection}</p>")
 
 
 def shape_html(shapes: Optional[dict]) -> str:

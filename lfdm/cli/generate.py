@@ -97,7 +97,7 @@ def _generate(args) -> int:
         storage.write_bytes(args.out, encode(frames, suffix, args.fps))
     print(json.dumps({"out": args.out, "label": args.label, "prompt": args.prompt, "seed": cfg.seed, "sampler": cfg.sampler,
                       "steps": cfg.steps, "guidance": cfg.guidance, "guidance_from": cfg.guidance_from,
-                      "frames": int(out.frames.shape[2])}))
+                      "prompt_projection": cfg.prompt_projection, "frames": int(out.frames.shape[2])}))
     return 0
 
 

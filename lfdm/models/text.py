@@ -100,9 +100,15 @@ class TextConditions:
         deviation = ``fraction`` of the mean distance between class conditions), or None when it is off."""
         if not fraction or self.text_map is None or self.text_map.embed.shape[0] == 0:
             return None
-        means = torch.stack([self.phrasing_embeddings[self.phrasing_classes == c].mean(0)
-                             for c in range(len(self.labels))])                    # (n, D): where each class lies
-        return self.text_map.embed.float(), float(fraction * torch.pdist(means.double()).mean())
+        return self.text_map.embed.float(), condition_noise_std(self.phrasing_embeddings, self.phrasing_classes,
+                                                                fraction)
+
+
+def condition_noise_std(sentences: torch.Tensor, classes: torch.Tensor, fraction: float) -> float:
+    """``fraction`` of the mean distance between class conditions: the standard deviation of stage 2's condition
+    noise (``text.condition_noise``). sentences (P, D) conditions, classes (P,) the class of each."""
+    means = torch.stack([sentences[classes == c].mean(0) for c in range(int(classes.max()) + 1)])  # (n, D)
+    return float(fraction * torch.pdist(means.double()).mean())
 
 
 def run_conditions(cfg: TextConfig, labels: Sequence[str], text_dim: int,

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Callable, List, Mapping, Optional, Sequence
+from typing import Callable, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
 from lfdm import checkpoint as ckpt
+from lfdm.data.phrasings import phrasings_for
 from lfdm.device import bf16_autocast
 from lfdm.config import ConfigError, LFDMConfig, with_overrides
 from lfdm.diffusion.guidance import guided
@@ -17,9 +18,13 @@ from lfdm.diffusion.samplers import PerVideoNoise, sample
 from lfdm.diffusion.schedule import cosine_schedule
 from lfdm.flow_target import target_to_flow
 from lfdm.models.autoencoder import LatentFlowAutoencoder
-from lfdm.models.text import PromptEncoder, embed_labels, label_index
+from lfdm.models.prompt_projection import project_prompts
+from lfdm.models.text import PromptEncoder, condition_noise_std, embed_labels, label_index, run_conditions
 from lfdm.models.text_map import TextMap
 from lfdm.models.unet3d import UNet3D
+
+
+SENTENCES, SENTENCE_CLASSES = "text.phrasing_embeddings", "text.phrasing_classes"
 
 
 @dataclass
@@ -31,7 +36,10 @@ class GeneratedVideos:
 
 class ImageToVideoPipeline:
     def __init__(self, config: LFDMConfig, lfae: LatentFlowAutoencoder, unet: UNet3D, labels: Sequence[str],
-                 text_embeddings: torch.Tensor, text_map: Optional[TextMap] = None):
+                 text_embeddings: torch.Tensor, text_map: Optional[TextMap] = None,
+                 sentences: Optional[Tuple[torch.Tensor, torch.Tensor]] = None):
+        """``sentences``: (conditions (P, D), class of each (P,)) of the training sentences, which
+        ``sample.prompt_projection`` projects prompts onto (None: rebuilt from the config when first needed)."""
         if text_embeddings.shape != (len(labels), config.unet.text_dim):
             raise ValueError(f"text embeddings {tuple(text_embeddings.shape)} do not fit {len(labels)} labels "
                              f"x unet.text_dim={config.unet.text_dim}")
@@ -42,6 +50,7 @@ class ImageToVideoPipeline:
         self.text_embeddings = text_embeddings
         self.text_map = text_map           # raw sentence embedding -> condition, fitted by the run (None: identity)
         self._prompt_encoder: Optional[PromptEncoder] = None
+        self.sentences = sentences
         self.prediction = Prediction(config.diffusion.prediction, cosine_schedule(config.diffusion))
         self.checkpoint_hash = ""          # of the weights it was loaded from ("" when built in memory)
 
@@ -56,15 +65,18 @@ class ImageToVideoPipeline:
         lfae, _ = ckpt.load_lfae(loaded)
         unet = UNet3D(loaded.config.unet)
         ckpt.load_state_strict(unet, loaded.subset("unet."), "U-Net", uri)
-        pipe = cls(loaded.config, lfae, unet, loaded.labels, loaded.tensors["text.embeddings"],
-                   text_map=TextMap.from_tensors(loaded.tensors))
+        t = loaded.tensors
+        sentences = (t[SENTENCES], t[SENTENCE_CLASSES].long()) if SENTENCES in t else None
+        pipe = cls(loaded.config, lfae, unet, loaded.labels, t["text.embeddings"],
+                   text_map=TextMap.from_tensors(t), sentences=sentences)
         pipe.checkpoint_hash = loaded.weights_hash
         return pipe.to(device)
 
     def save(self, uri: str, extra: Optional[dict] = None) -> None:
         """Write the pipeline as a full generation checkpoint (kind "lfdm") that ``load`` reads back."""
         tensors = {**ckpt.with_prefix("lfae.", self.lfae.state_dict()), **ckpt.with_prefix("unet.", self.unet.state_dict()),
-                   "text.embeddings": self.text_embeddings, **(self.text_map.tensors() if self.text_map else {})}
+                   "text.embeddings": self.text_embeddings, **(self.text_map.tensors() if self.text_map else {}),
+                   **({SENTENCES: self.sentences[0], SENTENCE_CLASSES: self.sentences[1]} if self.sentences else {})}
         ckpt.save_checkpoint(uri, self.config, tensors, kind="lfdm", labels=self.labels, extra=extra)
 
     def with_overrides(self, overrides: Mapping[str, object]) -> "ImageToVideoPipeline":
@@ -86,6 +98,24 @@ class ImageToVideoPipeline:
                 text_map = TextMap.fit(embed_labels(self.labels, t.encoder, t.max_length), range(len(self.labels)))
             self._prompt_encoder = PromptEncoder(t.encoder, t.max_length, text_map, self.config.unet.text_dim)
         return self._prompt_encoder
+
+    def prompt_conditions(self, prompts: Sequence[str]) -> torch.Tensor:
+        """(B, D) conditions of free-text prompts: the text encoder and map, then with ``sample.prompt_projection``
+        the posterior mean over the training sentences under the training condition noise."""
+        conditions = self.prompt_encoder(prompts)
+        if not self.config.sample.prompt_projection:
+            return conditions
+        sentences, classes = self.training_sentences()
+        sigma = condition_noise_std(sentences, classes, self.config.text.condition_noise)
+        return project_prompts(conditions, sentences, sigma)
+
+    def training_sentences(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(conditions (P, D), class of each (P,)) of the sentences stage 2 trained on."""
+        if self.sentences is None:     # checkpoints from before the sentences were stored: re-embed them
+            t = self.config.text
+            run = run_conditions(t, self.labels, self.config.unet.text_dim, phrasings_for(t.phrasings, self.labels))
+            self.sentences = (run.phrasing_embeddings, run.phrasing_classes)
+        return self.sentences
 
     @property
     def device(self) -> torch.device:
@@ -127,7 +157,7 @@ class ImageToVideoPipeline:
         asked = [i for i, p in enumerate(prompts) if p is not None]
         if asked:
             text = text.clone()
-            text[asked] = self.prompt_encoder([prompts[i] for i in asked]).to(device, text.dtype)
+            text[asked] = self.prompt_conditions([prompts[i] for i in asked]).to(device, text.dtype)
 
         # 2. the source encoding, once per video: decoder skips, z0 and z0's share of the first conv
         skips = self.lfae.encode(images)

@@ -9,22 +9,29 @@ from typing import Dict, Mapping, Sequence
 import torch
 from torch.nn.functional import normalize
 
-from lfdm.data.phrasings import phrasings_for
 from lfdm.metrics.accuracy import per_class_accuracy
-from lfdm.models.text import run_conditions
+from lfdm.models.prompt_projection import sentence_posterior
+from lfdm.models.text import condition_noise_std
 from lfdm.pipelines.image_to_video import ImageToVideoPipeline
 
 
 def prompt_retrieval(pipe: ImageToVideoPipeline, prompts: Mapping[str, Sequence[str]]) -> Dict[str, dict]:
     """Nearest class by cosine of each prompt's condition, against (a) the mean condition of each class's training
-    sentences (what stage 2 learned a class to be) and (b) each label's own condition. ``prompts``: {class: [...]}."""
+    sentences (what stage 2 learned a class to be) and (b) each label's own condition; with stage 2's condition
+    noise on, also (c) the class whose training sentences carry the most posterior weight under that noise (where
+    ``sample.prompt_projection`` moves the prompt). ``prompts``: {class: [...]}."""
     labels = list(pipe.labels)
     expected = [labels.index(label) for label, texts in prompts.items() for _ in texts]
-    conditions = normalize(pipe.prompt_encoder([t for texts in prompts.values() for t in texts]).float(), dim=1)
-    text = pipe.config.text
-    run = run_conditions(text, labels, pipe.config.unet.text_dim, phrasings_for(text.phrasings, labels))
-    means = torch.stack([run.phrasing_embeddings[run.phrasing_classes == c].mean(0) for c in range(len(labels))])
+    raw = pipe.prompt_encoder([t for texts in prompts.values() for t in texts]).float()
+    conditions = normalize(raw, dim=1)
+    sentences, classes = pipe.training_sentences()
+    means = torch.stack([sentences[classes == c].mean(0) for c in range(len(labels))])
     references = {"class_means": means, "labels": pipe.text_embeddings.cpu()}
-    return {name: per_class_accuracy((conditions @ normalize(ref.float(), dim=1).T).argmax(1).tolist(), expected,
-                                     labels)
-            for name, ref in references.items()}
+    found = {name: (conditions @ normalize(ref.float(), dim=1).T).argmax(1).tolist()
+             for name, ref in references.items()}
+    if pipe.config.text.condition_noise > 0:
+        sigma = condition_noise_std(sentences, classes, pipe.config.text.condition_noise)
+        weights = sentence_posterior(raw, sentences, sigma)                                 # (B, P)
+        per_class = torch.zeros(len(expected), len(labels), dtype=weights.dtype).index_add_(1, classes, weights)
+        found["sentence_posterior"] = per_class.argmax(1).tolist()
+    return {name: per_class_accuracy(found_classes, expected, labels) for name, found_classes in found.items()}

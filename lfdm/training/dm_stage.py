@@ -60,7 +60,10 @@ def build_dm_stage(cfg: LFDMConfig, lfae_uri: str, flows_uri: str, device: torch
         return state.ema.shadow if state.ema is not None else unet
 
     def pipeline() -> ImageToVideoPipeline:
-        return ImageToVideoPipeline(cfg, lfae, network(), labels, objective.text_embeddings, text_map=text_map)
+        sentences = ((objective.phrasing_embeddings, conditions.phrasing_classes) if objective.phrasings else
+                     (objective.text_embeddings, torch.arange(len(labels))))
+        return ImageToVideoPipeline(cfg, lfae, network(), labels, objective.text_embeddings, text_map=text_map,
+                                    sentences=sentences)
 
     def step_tensors():
         sentences = {"text.phrasing_embeddings": objective.phrasing_embeddings} if objective.phrasings else {}

@@ -86,7 +86,8 @@ def test_generate_cli_with_a_prompt(trained, tmp_path, capsys):
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(image)
     out = tmp_path / "out.npz"
     assert cli(["generate", "--checkpoint", uri, "--image", str(image), "--prompt", UNSEEN, "--out", str(out)]) == 0
-    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["prompt"] == UNSEEN
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["prompt"] == UNSEEN and result["prompt_projection"] is False
     assert np.load(out)["frames"].shape == (10, 32, 32, 3)
     assert cli(["generate", "--checkpoint", uri, "--image", str(image), "--prompt", " ", "--out", str(out)]) == 2
     assert "--prompt: the prompt is empty" in capsys.readouterr().err

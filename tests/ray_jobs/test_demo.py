@@ -47,7 +47,9 @@ def test_tiny_demo_writes_a_consistent_report_and_reuses_stages(tmp_path, ray_tm
     assert generated["prompt"] == "shift the shape leftwards" and generated["label"] == "move left"
     assert prompts["n"] == 18 and 0 <= prompts["accuracy"] <= 1 and prompts["label_accuracy"] == results[
         "condition_accuracy"]
-    assert set(prompts["retrieval"]) == {"class_means", "labels"} and prompts["retrieval"]["labels"]["n"] == 36
+    assert set(prompts["retrieval"]) == {"class_means", "labels", "sentence_posterior"}
+    assert prompts["retrieval"]["labels"]["n"] == 36 and prompts["prompt_projection"] is True
+    assert "Prompt projection: On" in html and "most posterior weight on its class" in html
     shapes = results["shape_preservation"]
     assert shapes["real"]["overall"]["n"] == 9 and shapes["generated"]["overall"]["n"] <= 18
     assert shapes["stage1"]["overall"]["n"] == 9                  # the same real clips, rebuilt by stage 1

@@ -78,6 +78,7 @@ def test_health_labels_and_openapi(server):
     assert httpx.get(server + "/healthz", timeout=60).json()["status"] == "ok"
     info = httpx.get(server + "/v1/labels", timeout=60, headers={"Authorization": f"Bearer {TOKEN}"}).json()
     assert info["labels"] == LABELS and info["defaults"]["frames"] == 10
+    assert info["defaults"]["prompt_projection"] is False and info["defaults"]["guidance_from"] == 0.0
     schema = httpx.get(server + "/openapi.json", timeout=60).json()
     content = schema["paths"]["/v1/generate"]["post"]["requestBody"]["content"]
     assert set(content) == {"multipart/form-data", "application/json"}

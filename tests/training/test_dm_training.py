@@ -60,6 +60,9 @@ def test_dm_cli_train_resume_generate(tmp_path, tiny_dataset, tiny_lfae, capsys)
     assert loaded.kind == "lfdm" and loaded.extra["step"] == 4 and loaded.extra["ema"]
     assert loaded.labels[0] == "move left" and loaded.tensors["text.embeddings"].shape == (9, 384)
     assert loaded.tensors["text.map.project"].shape == (384, 8) and loaded.config.text.phrasings == "synthetic"
+    sentences, classes = loaded.tensors["text.phrasing_embeddings"], loaded.tensors["text.phrasing_classes"]
+    assert sentences.shape == (90, 384) and classes.bincount().tolist() == [10] * 9   # what prompt projection uses
+    assert torch.equal(sentences[classes == 0][0], loaded.tensors["text.embeddings"][0])   # the label comes first
     frame = next(p for p in (root / "videos").iterdir())
     from lfdm.io.video import read_frames
     from PIL import Image
