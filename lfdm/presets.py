@@ -107,8 +107,9 @@ def demo64() -> LFDMConfig:
     8 of the 10 misses before it were still videos from prompts that landed between classes). A prompt's
     condition is then moved to its posterior mean over the training sentences under that same noise
     (sample.prompt_projection; labels are untouched): held-out prompts came out still where their condition lay
-    nearer the null than any class. The demo's 72 held-out-prompt videos on the same two stage 2s, three seed
-    sets each: seed 0 83.3 -> 90.8 % on average (labels 97.2 %), seed 1 78.7 -> 79.2 % (labels 86.6 %).
+    nearer the null than any class. 72 held-out-prompt videos per plan on the two unwrapped-turns stage 2s, three
+    plans each: seed 0 87.0 -> 91.7 % on average (labels 94.4 %), seed 1 84.7 -> 80.6 % on every plan (labels
+    84.7 %): pooled unchanged, the largest gap to the labels 11.1 -> 5.5 points (benchmarks/README.md).
     Stage 2 re-encodes frame 0 at a hue drawn over the whole colour circle (data.clip_jitter.hue 0.5; the paper's
     jitter turns it by at most 0.04): with 8 training subjects it had learned which colour schemes turn, and the
     same held-out frame rotated or stood still as its hue was turned (benchmarks/hue_sensitivity.py, seed 1:
