@@ -284,10 +284,6 @@ class LFDMConfig:
             raise ConfigError(f"sample.sampler={s.sampler!r}, sample.steps={s.steps}, sample.eta={s.eta}: {exc}") from None
         if not 0.0 <= s.guidance_from < 1.0:
             raise ConfigError(f"sample.guidance_from={s.guidance_from}: a fraction of the diffusion's steps in [0, 1)")
-        if s.prompt_projection and not self.text.condition_noise > 0:
-            raise ConfigError("sample.prompt_projection reads a prompt as a noisy training condition: it needs the "
-                              "model trained with text.condition_noise > 0 (this config has "
-                              f"{self.text.condition_noise})")
         for name, stage in (("lfae", self.train.lfae), ("dm", self.train.dm)):
             if stage.keep_checkpoints is not None and stage.keep_checkpoints < 1:
                 raise ConfigError(f"train.{name}.keep_checkpoints={stage.keep_checkpoints}; keep at least 1 (or null: all)")
@@ -306,6 +302,10 @@ class LFDMConfig:
         if self.text.condition_noise < 0 or (self.text.condition_noise and not self.text.whiten):
             raise ConfigError(f"text.condition_noise={self.text.condition_noise}: must be >= 0, and > 0 needs "
                               "text.whiten=true (the noise lies in the fitted map's class subspace)")
+        if s.prompt_projection and not self.text.condition_noise > 0:
+            raise ConfigError("sample.prompt_projection reads a prompt as a noisy training condition: it needs the "
+                              "model trained with text.condition_noise > 0 (this config has "
+                              f"{self.text.condition_noise})")
         for name in ("equivariance_rotation_ramp", "equivariance_scale_ramp"):
             ramp = getattr(self.train.lfae_loss, name)
             if len(ramp) != 2 or not 0 <= ramp[0] <= ramp[1] <= 1:

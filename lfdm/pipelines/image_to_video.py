@@ -39,7 +39,8 @@ class ImageToVideoPipeline:
                  text_embeddings: torch.Tensor, text_map: Optional[TextMap] = None,
                  sentences: Optional[Tuple[torch.Tensor, torch.Tensor]] = None):
         """``sentences``: (conditions (P, D), class of each (P,)) of the training sentences, which
-        ``sample.prompt_projection`` projects prompts onto (None: rebuilt from the config when first needed)."""
+        ``sample.prompt_projection`` projects prompts onto (None: the labels when the run trained on them alone,
+        else re-embedded from the config when first needed)."""
         if text_embeddings.shape != (len(labels), config.unet.text_dim):
             raise ValueError(f"text embeddings {tuple(text_embeddings.shape)} do not fit {len(labels)} labels "
                              f"x unet.text_dim={config.unet.text_dim}")
@@ -76,7 +77,8 @@ class ImageToVideoPipeline:
         """Write the pipeline as a full generation checkpoint (kind "lfdm") that ``load`` reads back."""
         tensors = {**ckpt.with_prefix("lfae.", self.lfae.state_dict()), **ckpt.with_prefix("unet.", self.unet.state_dict()),
                    "text.embeddings": self.text_embeddings, **(self.text_map.tensors() if self.text_map else {}),
-                   **({SENTENCES: self.sentences[0], SENTENCE_CLASSES: self.sentences[1]} if self.sentences else {})}
+                   **({SENTENCES: self.sentences[0].clone(), SENTENCE_CLASSES: self.sentences[1].clone()}
+                      if self.sentences else {})}                           # clones: safetensors refuses shared memory
         ckpt.save_checkpoint(uri, self.config, tensors, kind="lfdm", labels=self.labels, extra=extra)
 
     def with_overrides(self, overrides: Mapping[str, object]) -> "ImageToVideoPipeline":
@@ -111,6 +113,8 @@ class ImageToVideoPipeline:
 
     def training_sentences(self) -> Tuple[torch.Tensor, torch.Tensor]:
         """(conditions (P, D), class of each (P,)) of the sentences stage 2 trained on."""
+        if self.sentences is None and not self.config.text.phrasings:     # trained on the labels alone
+            return self.text_embeddings, torch.arange(len(self.labels), device=self.text_embeddings.device)
         if self.sentences is None:     # checkpoints from before the sentences were stored: re-embed them
             t = self.config.text
             run = run_conditions(t, self.labels, self.config.unet.text_dim, phrasings_for(t.phrasings, self.labels))

@@ -24,7 +24,7 @@ def prompt_retrieval(pipe: ImageToVideoPipeline, prompts: Mapping[str, Sequence[
     expected = [labels.index(label) for label, texts in prompts.items() for _ in texts]
     raw = pipe.prompt_encoder([t for texts in prompts.values() for t in texts]).float()
     conditions = normalize(raw, dim=1)
-    sentences, classes = pipe.training_sentences()
+    sentences, classes = (t.cpu() for t in pipe.training_sentences())
     means = torch.stack([sentences[classes == c].mean(0) for c in range(len(labels))])
     references = {"class_means": means, "labels": pipe.text_embeddings.cpu()}
     found = {name: (conditions @ normalize(ref.float(), dim=1).T).argmax(1).tolist()

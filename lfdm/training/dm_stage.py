@@ -60,8 +60,7 @@ def build_dm_stage(cfg: LFDMConfig, lfae_uri: str, flows_uri: str, device: torch
         return state.ema.shadow if state.ema is not None else unet
 
     def pipeline() -> ImageToVideoPipeline:
-        sentences = ((objective.phrasing_embeddings, conditions.phrasing_classes) if objective.phrasings else
-                     (objective.text_embeddings, torch.arange(len(labels))))
+        sentences = (objective.phrasing_embeddings, conditions.phrasing_classes) if objective.phrasings else None
         return ImageToVideoPipeline(cfg, lfae, network(), labels, objective.text_embeddings, text_map=text_map,
                                     sentences=sentences)
 

@@ -107,3 +107,17 @@ def test_projection_needs_the_condition_noise_and_is_off_in_the_paper_presets():
     for preset in ("mug128", "mhad128", "natops128"):
         assert not get_preset(preset).sample.prompt_projection
     assert get_preset("demo64").sample.prompt_projection
+
+
+def test_a_model_trained_on_its_labels_alone_projects_onto_them_and_saves(tmp_path):
+    cfg = get_preset("tiny", {"text.condition_noise": 0.125, "sample.prompt_projection": True, "sample.steps": 2})
+    conditions = run_conditions(cfg.text, LABELS, cfg.unet.text_dim)
+    pipe = ImageToVideoPipeline(cfg, LatentFlowAutoencoder(cfg.autoencoder), UNet3D(cfg.unet), LABELS,
+                                conditions.label_embeddings, text_map=conditions.text_map,
+                                sentences=(conditions.label_embeddings, torch.arange(3)))
+    pipe.save(str(tmp_path / "model"))                   # the same tensor twice: stored apart, not refused
+    loaded = ImageToVideoPipeline(cfg, pipe.lfae, pipe.unet, LABELS, conditions.label_embeddings,
+                                  text_map=conditions.text_map)
+    sentences, classes = loaded.training_sentences()
+    assert sentences is loaded.text_embeddings and classes.tolist() == [0, 1, 2]
+    assert torch.equal(ImageToVideoPipeline.load(str(tmp_path / "model")).sentences[0], conditions.label_embeddings)
