@@ -208,6 +208,7 @@ def held_out_prompts(out: str, manifest: str, model_uri: str, gen_job, eval_job,
                      log: Callable[[str], None]) -> dict:
     """The same plan generated from free-text prompts no training sentence contains, scored like the labels' run,
     and how often those prompts alone retrieve their class."""
+    from lfdm.checkpoint import read_info
     from lfdm.data.phrasings import SYNTHETIC_HELD_OUT
     from lfdm.pipelines.image_to_video import ImageToVideoPipeline
     from lfdm.runs.generation import GENERATED
@@ -227,7 +228,6 @@ def held_out_prompts(out: str, manifest: str, model_uri: str, gen_job, eval_job,
     retrieval_uri = os.path.join(out, "prompt_retrieval.json")
     timer.stage("prompt retrieval (the text encoder alone)", storage.exists(retrieval_uri), lambda: storage.write_text(
         retrieval_uri, json.dumps(prompt_retrieval(ImageToVideoPipeline.load(model_uri), held_out), indent=2)), log)
-    from lfdm.checkpoint import read_info
     return {"prompts": {k: list(v) for k, v in held_out.items()}, "n": results["n_gen"],
             "prompt_projection": read_info(model_uri).config.sample.prompt_projection,
             "accuracy": results.get("condition_accuracy"), "label_accuracy": label_results.get("condition_accuracy"),

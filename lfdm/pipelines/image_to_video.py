@@ -107,9 +107,11 @@ class ImageToVideoPipeline:
         conditions = self.prompt_encoder(prompts)
         if not self.config.sample.prompt_projection:
             return conditions
-        sentences, classes = self.training_sentences()
-        sigma = condition_noise_std(sentences, classes, self.config.text.condition_noise)
-        return project_prompts(conditions, sentences, sigma)
+        return project_prompts(conditions, self.training_sentences()[0], self.condition_noise_std())
+
+    def condition_noise_std(self) -> float:
+        """The standard deviation of the condition noise stage 2 trained with (``text.condition_noise``)."""
+        return condition_noise_std(*self.training_sentences(), self.config.text.condition_noise)
 
     def training_sentences(self) -> Tuple[torch.Tensor, torch.Tensor]:
         """(conditions (P, D), class of each (P,)) of the sentences stage 2 trained on."""

@@ -11,7 +11,6 @@ from torch.nn.functional import normalize
 
 from lfdm.metrics.accuracy import per_class_accuracy
 from lfdm.models.prompt_projection import sentence_posterior
-from lfdm.models.text import condition_noise_std
 from lfdm.pipelines.image_to_video import ImageToVideoPipeline
 
 
@@ -30,8 +29,7 @@ def prompt_retrieval(pipe: ImageToVideoPipeline, prompts: Mapping[str, Sequence[
     found = {name: (conditions @ normalize(ref.float(), dim=1).T).argmax(1).tolist()
              for name, ref in references.items()}
     if pipe.config.text.condition_noise > 0:
-        sigma = condition_noise_std(sentences, classes, pipe.config.text.condition_noise)
-        weights = sentence_posterior(raw, sentences, sigma)                                 # (B, P)
+        weights = sentence_posterior(raw, sentences, pipe.condition_noise_std())          # (B, P)
         per_class = torch.zeros(len(expected), len(labels), dtype=weights.dtype).index_add_(1, classes, weights)
         found["sentence_posterior"] = per_class.argmax(1).tolist()
     return {name: per_class_accuracy(found_classes, expected, labels) for name, found_classes in found.items()}

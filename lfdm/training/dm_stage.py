@@ -20,7 +20,7 @@ from lfdm.io.images import grid, save_png
 from lfdm.io.seeding import seeded
 from lfdm.models.text import TextConditions, run_conditions
 from lfdm.models.unet3d import UNet3D
-from lfdm.pipelines.image_to_video import ImageToVideoPipeline
+from lfdm.pipelines.image_to_video import SENTENCES, ImageToVideoPipeline
 from lfdm.training.dm_data import CachedClipDataset
 from lfdm.training.dm_objective import DmObjective, dm_loss
 from lfdm.training.ema import EMA
@@ -65,15 +65,15 @@ def build_dm_stage(cfg: LFDMConfig, lfae_uri: str, flows_uri: str, device: torch
                                     sentences=sentences)
 
     def step_tensors():
-        sentences = {"text.phrasing_embeddings": objective.phrasing_embeddings} if objective.phrasings else {}
+        sentences = {SENTENCES: objective.phrasing_embeddings} if objective.phrasings else {}
         return {**ckpt.with_prefix("unet.", unet.state_dict()), "text.embeddings": objective.text_embeddings,
                 **sentences}
 
     def restore(loaded: ckpt.Checkpoint) -> None:
         ckpt.load_state_strict(unet, loaded.subset("unet."), "U-Net", loaded.uri)
         objective.text_embeddings.copy_(loaded.tensors["text.embeddings"])     # exactly the run's conditions
-        if objective.phrasings and "text.phrasing_embeddings" in loaded.tensors:
-            objective.phrasing_embeddings.copy_(loaded.tensors["text.phrasing_embeddings"])
+        if objective.phrasings and SENTENCES in loaded.tensors:
+            objective.phrasing_embeddings.copy_(loaded.tensors[SENTENCES])
 
     def export(uri: str, provenance: dict) -> None:
         pipeline().save(uri, extra={**provenance, "ema": state.ema is not None})
