@@ -4,7 +4,6 @@
   embedding on q and k plus a shared T5 relative position bias.
 - SpatialLinearAttention: per frame, linear attention (q softmax over features, k over positions).
 - SpatialAttention: per frame, full softmax attention over positions (middle of the U-Net).
-All use ``scaled_dot_product_attention`` where the math is softmax attention.
 """
 from __future__ import annotations
 
@@ -100,8 +99,13 @@ class Attention(nn.Module):
         q, k, v = (rearrange(t, "... n (h d) -> ... h n d", h=self.heads) for t in self.to_qkv(x).chunk(3, dim=-1))
         if self.rotary is not None:
             q, k = self.rotary(q), self.rotary(k)
-        mask = None if bias is None else bias.to(q.dtype)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scale)
+        # Written out rather than scaled_dot_product_attention, with the scores in fp32: for these short
+        # sequences (the frames, or a small map's positions) SDPA takes its reference path anyway, and under
+        # bf16 autocast on CPU its bf16 softmax made a stage-2 training step 1.13x slower (bench_train.py).
+        scores = torch.matmul(q, k.transpose(-1, -2)).float() * self.scale         # (..., h, n, n)
+        if bias is not None:
+            scores = scores + bias.float()
+        out = torch.matmul(scores.softmax(dim=-1).to(v.dtype), v)
         return self.to_out(rearrange(out, "... h n d -> ... n (h d)"))
 
 
