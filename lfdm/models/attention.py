@@ -99,9 +99,9 @@ class Attention(nn.Module):
         q, k, v = (rearrange(t, "... n (h d) -> ... h n d", h=self.heads) for t in self.to_qkv(x).chunk(3, dim=-1))
         if self.rotary is not None:
             q, k = self.rotary(q), self.rotary(k)
-        # Written out rather than scaled_dot_product_attention, with the scores in fp32: for these short
-        # sequences (the frames, or a small map's positions) SDPA takes its reference path anyway, and under
-        # bf16 autocast on CPU its bf16 softmax made a stage-2 training step 1.13x slower (bench_train.py).
+        # Written out rather than scaled_dot_product_attention, with the scores and softmax in fp32 under
+        # bf16 autocast too: for these 5-D, short sequences (the frames, or a small map's positions) SDPA took
+        # its reference path anyway, there with a bf16 softmax. Speed: within the machine's noise (benchmarks).
         scores = torch.matmul(q, k.transpose(-1, -2)).float() * self.scale         # (..., h, n, n)
         if bias is not None:
             scores = scores + bias.float()
