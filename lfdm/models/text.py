@@ -17,7 +17,7 @@ from typing import List, Mapping, Optional, Sequence, Tuple
 import torch
 
 from lfdm.config import ConfigError, TextConfig
-from lfdm.models.text_map import TextMap
+from lfdm.models.text_map import TextMap, class_means
 
 MINILM = "minilm"
 MAX_PROMPT_CHARS = 200      # a motion fits in a sentence; longer text is refused, not truncated silently
@@ -107,7 +107,7 @@ class TextConditions:
 def condition_noise_std(sentences: torch.Tensor, classes: torch.Tensor, fraction: float) -> float:
     """``fraction`` of the mean distance between class conditions: the standard deviation of stage 2's condition
     noise (``text.condition_noise``). sentences (P, D) conditions, classes (P,) the class of each."""
-    means = torch.stack([sentences[classes == c].mean(0) for c in range(int(classes.max()) + 1)])  # (n, D)
+    means = class_means(sentences, classes, int(classes.max()) + 1)                              # (n, D)
     return float(fraction * torch.pdist(means.double()).mean())
 
 

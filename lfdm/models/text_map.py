@@ -27,6 +27,11 @@ PREFIX = "text.map."
 SHRINKAGE = 3.0
 
 
+def class_means(embeddings: torch.Tensor, classes: torch.Tensor, n: int) -> torch.Tensor:
+    """(P, D) embeddings, ``classes`` (P,) the class of each -> (n, D) mean embedding of each class."""
+    return torch.stack([embeddings[classes == c].mean(0) for c in range(n)])
+
+
 @dataclass
 class TextMap:
     mean: torch.Tensor          # (D,)
@@ -41,7 +46,7 @@ class TextMap:
         if embeddings.shape[0] != classes.shape[0] or classes.bincount(minlength=n).min() == 0:
             raise ValueError("need one class per sentence and at least one sentence per class")
         e = embeddings.double()
-        means = torch.stack([e[classes == c].mean(0) for c in range(n)])          # (n, D)
+        means = class_means(e, classes, n)                                        # (n, D)
         mu = means.mean(0)
         within = e - means[classes]
         spread = float((within ** 2).sum()) / dim                                 # tr(S_w) * P / D

@@ -11,6 +11,7 @@ from torch.nn.functional import normalize
 
 from lfdm.metrics.accuracy import per_class_accuracy
 from lfdm.models.prompt_projection import sentence_posterior
+from lfdm.models.text_map import class_means
 from lfdm.pipelines.image_to_video import ImageToVideoPipeline
 
 
@@ -24,7 +25,7 @@ def prompt_retrieval(pipe: ImageToVideoPipeline, prompts: Mapping[str, Sequence[
     raw = pipe.prompt_encoder([t for texts in prompts.values() for t in texts]).float()
     conditions = normalize(raw, dim=1)
     sentences, classes = (t.cpu() for t in pipe.training_sentences())
-    means = torch.stack([sentences[classes == c].mean(0) for c in range(len(labels))])
+    means = class_means(sentences, classes, len(labels))
     references = {"class_means": means, "labels": pipe.text_embeddings.cpu()}
     found = {name: (conditions @ normalize(ref.float(), dim=1).T).argmax(1).tolist()
              for name, ref in references.items()}
