@@ -103,6 +103,11 @@ class AutoencoderConfig:
     # x = 2i/(w-1) - 1. The official weights were trained with align_corners=False (a slight
     # mismatch baked into them); our own models use True, so the identity flow is exact.
     align_corners: bool = True
+    # The decoder adds a correction to the latent flow at the image's resolution, predicted from its last
+    # features, before warping the source's full-resolution features and pixels (off in the paper): a flow on
+    # the latent grid, even the true motion, blurs every moving edge when resized (benchmarks/warp_ceiling.py).
+    # Stage 2 still generates the latent flow; the correction is the decoder's.
+    refine_flow: bool = False
     region: RegionPredictorConfig = field(default_factory=RegionPredictorConfig)
     background: BackgroundPredictorConfig = field(default_factory=BackgroundPredictorConfig)
     flow: FlowPredictorConfig = field(default_factory=FlowPredictorConfig)
@@ -128,6 +133,10 @@ class UNetConfig:
     use_sparse_linear_attn: bool = True
     use_deconv: bool = True              # False: nearest upsample + conv (NATOPS official)
     padding_mode: str = "zeros"          # "reflect" for the NATOPS official variant
+    # How frames mix at the latent's own resolution (the first temporal attention, and the first and last level):
+    # "attention" (the paper) or "conv", a residual temporal convolution over 3 frames, as Imagen Video's
+    # super-resolution models do at their high resolutions (Ho et al. 2022). The coarser levels keep attention.
+    top_temporal: str = "attention"
     learn_null_cond: bool = False        # True for the NATOPS official variant
     rel_pos_num_buckets: int = 32
     rel_pos_max_distance: int = 32
@@ -269,6 +278,7 @@ class LFDMConfig:
         for key, value, allowed in (
             ("data.clip_sampling", self.data.clip_sampling, CLIP_SAMPLING_MODES),
             ("unet.padding_mode", self.unet.padding_mode, ("zeros", "reflect")),
+            ("unet.top_temporal", self.unet.top_temporal, ("attention", "conv")),
             ("autoencoder.region.pca", self.autoencoder.region.pca, ("closed_form", "lapack")),
             ("autoencoder.region.orientation", self.autoencoder.region.orientation, ORIENTATIONS),
             ("diffusion.loss_weighting", self.diffusion.loss_weighting, ("uniform", "min_snr")),

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lfdm.config import UNetConfig
-from lfdm.models.attention import (RelativePositionBias, RotaryEmbedding, SpatialAttention,
+from lfdm.models.attention import (ChannelLayerNorm, RelativePositionBias, RotaryEmbedding, SpatialAttention,
                                    SpatialLinearAttention, TemporalAttention)
 
 
@@ -84,17 +84,39 @@ class NearestUpsample(nn.Module):
         return self.conv(F.interpolate(x, scale_factor=(1, 2, 2), mode="nearest"))
 
 
+class TemporalConv(nn.Module):
+    """Pre-norm residual convolution across 3 frames, x + conv_t(norm(x)), x (B, C, K, H, W); starts as the
+    identity (zero output weights). The temporal mixer of ``top_temporal="conv"``: at the latent's resolution
+    the frames' attention costs more than the rest of a level (about a quarter of a demo64 training step)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.norm = ChannelLayerNorm(dim)
+        self.conv = nn.Conv3d(dim, dim, (3, 1, 1), padding=(1, 0, 0))
+        nn.init.zeros_(self.conv.weight)
+        nn.init.zeros_(self.conv.bias)
+
+    def forward(self, x: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return x + self.conv(self.norm(x))
+
+
+def temporal_mixer(dim: int, cfg: UNetConfig, rotary: RotaryEmbedding, top: bool) -> nn.Module:
+    if top and cfg.top_temporal == "conv":
+        return TemporalConv(dim)
+    return TemporalAttention(dim, cfg.attn_heads, cfg.attn_dim_head, rotary)
+
+
 class Level(nn.Module):
     """Two ResnetBlocks, spatial linear attention, temporal attention, then re-sampling (or none)."""
 
     def __init__(self, dim_in: int, dim_out: int, cfg: UNetConfig, cond_dim: int, rotary: RotaryEmbedding,
-                 resample: nn.Module):
+                 resample: nn.Module, top: bool = False):
         super().__init__()
         self.res1 = ResnetBlock(dim_in, dim_out, cfg.resnet_groups, cond_dim)
         self.res2 = ResnetBlock(dim_out, dim_out, cfg.resnet_groups, cond_dim)
         self.spatial_attn = (SpatialLinearAttention(dim_out, cfg.attn_heads, cfg.attn_dim_head)
                              if cfg.use_sparse_linear_attn else nn.Identity())
-        self.temporal_attn = TemporalAttention(dim_out, cfg.attn_heads, cfg.attn_dim_head, rotary)
+        self.temporal_attn = temporal_mixer(dim_out, cfg, rotary, top)
         self.resample = resample
 
     def forward(self, x, cond, bias):
@@ -124,7 +146,7 @@ class UNet3D(nn.Module):
         pad = cfg.init_kernel_size // 2
         self.init_conv = nn.Conv3d(channels + cfg.latent_channels, dim, (1, cfg.init_kernel_size, cfg.init_kernel_size),
                                    padding=(0, pad, pad))
-        self.init_temporal_attn = TemporalAttention(dim, cfg.attn_heads, cfg.attn_dim_head, rotary)
+        self.init_temporal_attn = temporal_mixer(dim, cfg, rotary, top=True)
         self.time_mlp = TimeMLP(dim)
         cond_dim = 4 * dim + cfg.text_dim
         if cfg.learn_null_cond:
@@ -136,7 +158,7 @@ class UNet3D(nn.Module):
         last = len(pairs) - 1
         self.downs = nn.ModuleList(
             Level(a, b, cfg, cond_dim, rotary,
-                  nn.Conv3d(b, b, (1, 4, 4), (1, 2, 2), (0, 1, 1)) if i < last else nn.Identity())
+                  nn.Conv3d(b, b, (1, 4, 4), (1, 2, 2), (0, 1, 1)) if i < last else nn.Identity(), top=i == 0)
             for i, (a, b) in enumerate(pairs))
         mid = dims[-1]
         self.mid_block1 = ResnetBlock(mid, mid, cfg.resnet_groups, cond_dim)
@@ -144,7 +166,7 @@ class UNet3D(nn.Module):
         self.mid_temporal_attn = TemporalAttention(mid, cfg.attn_heads, cfg.attn_dim_head, rotary)
         self.mid_block2 = ResnetBlock(mid, mid, cfg.resnet_groups, cond_dim)
         self.ups = nn.ModuleList(
-            Level(2 * b, a, cfg, cond_dim, rotary, self._upsample(a) if i < last else nn.Identity())
+            Level(2 * b, a, cfg, cond_dim, rotary, self._upsample(a) if i < last else nn.Identity(), top=i == last)
             for i, (a, b) in enumerate(reversed(pairs)))
         self.flow_head = Head(2 * dim, dim, cfg.out_flow_channels, cfg.resnet_groups)
         self.occlusion_head = Head(2 * dim, dim, cfg.out_occlusion_channels, cfg.resnet_groups)

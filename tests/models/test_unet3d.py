@@ -8,7 +8,8 @@ from lfdm.config import DiffusionConfig
 from lfdm.convert_dm import map_official_dm, rename
 from lfdm.diffusion.schedule import cosine_schedule
 from lfdm.models.attention import ChannelLayerNorm, RotaryEmbedding
-from lfdm.models.unet3d import UNet3D
+from lfdm.models.attention import TemporalAttention
+from lfdm.models.unet3d import TemporalConv, UNet3D
 from lfdm.presets import get_preset
 from lfdm.checkpoint import CheckpointError, load_state_strict
 
@@ -26,10 +27,14 @@ def test_parameter_counts_match_official():
     assert sum(p.numel() for p in UNet3D(get_preset("natops128").unet).parameters()) == 42_129_859
 
 
-def test_shapes_gradients_and_once_per_video_z0_equals_plain_form():
-    cfg = get_preset("tiny").unet
+@pytest.mark.parametrize("top_temporal", ["attention", "conv"])
+def test_shapes_gradients_and_once_per_video_z0_equals_plain_form(top_temporal):
+    cfg = get_preset("tiny", {"unet.top_temporal": top_temporal}).unet
     torch.manual_seed(0)
     unet = UNet3D(cfg)
+    for mixer in unet.modules():
+        if isinstance(mixer, TemporalConv):     # as after a step: a zero output conv gives its norm no gradient
+            torch.nn.init.normal_(mixer.conv.weight, std=0.1)
     x, t, text, z0 = tiny_inputs(cfg)
     fast = unet(x, t, text=text, z0_features=unet.encode_condition(z0), use_null=torch.tensor([False, True]))
     plain = unet.forward_concat(x, t, text=text, z0=z0, use_null=torch.tensor([False, True]))
@@ -38,6 +43,31 @@ def test_shapes_gradients_and_once_per_video_z0_equals_plain_form():
     fast.square().mean().backward()
     dead = [n for n, p in unet.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
     assert not dead
+
+
+def test_top_temporal_conv_replaces_attention_at_the_latent_resolution_only_and_is_off_in_paper_presets():
+    for name in ("mug128", "mhad128", "natops128"):
+        assert get_preset(name).unet.top_temporal == "attention"
+    unet = UNet3D(get_preset("demo64", {"unet.top_temporal": "conv"}).unet)
+    top = [unet.init_temporal_attn, unet.downs[0].temporal_attn, unet.ups[-1].temporal_attn]
+    assert all(isinstance(m, TemporalConv) for m in top)
+    coarser = [level.temporal_attn for level in (*unet.downs[1:], *unet.ups[:-1])] + [unet.mid_temporal_attn]
+    assert all(isinstance(m, TemporalAttention) for m in coarser)
+
+
+def test_temporal_conv_starts_as_identity_and_mixes_only_neighbouring_frames_at_one_position():
+    torch.manual_seed(0)
+    mixer = TemporalConv(4)
+    x = torch.randn(2, 4, 7, 3, 3)
+    torch.testing.assert_close(mixer(x), x)
+    with torch.no_grad():
+        mixer.conv.weight.normal_()
+        mixer.conv.bias.normal_()
+        moved = x.clone()
+        moved[0, :, 3, 1, 2] += torch.randn(4)                               # one frame, one position
+        change = (mixer(moved) - mixer(x)).abs().sum(dim=1)[0]              # (K, H, W)
+    touched = (change > 1e-6).nonzero().tolist()
+    assert sorted(touched) == [[2, 1, 2], [3, 1, 2], [4, 1, 2]]
 
 
 def test_bf16_autocast_forward_matches_fp32_within_tolerance():
