@@ -136,6 +136,8 @@ class UNetConfig:
     # How frames mix at the latent's own resolution (the first temporal attention, and the first and last level):
     # "attention" (the paper) or "conv", a residual temporal convolution over 3 frames, as Imagen Video's
     # super-resolution models do at their high resolutions (Ho et al. 2022). The coarser levels keep attention.
+    # demo64: a 1.25x faster stage-2 step, but zoom in and the turns fell on one of two demo seeds, so it is off
+    # there too (benchmarks/README.md, throughput).
     top_temporal: str = "attention"
     learn_null_cond: bool = False        # True for the NATOPS official variant
     rel_pos_num_buckets: int = 32
