@@ -103,11 +103,6 @@ class AutoencoderConfig:
     # x = 2i/(w-1) - 1. The official weights were trained with align_corners=False (a slight
     # mismatch baked into them); our own models use True, so the identity flow is exact.
     align_corners: bool = True
-    # The decoder adds a correction to the latent flow at the image's resolution, predicted from its last
-    # features, before warping the source's full-resolution features and pixels (off in the paper): a flow on
-    # the latent grid, even the true motion, blurs every moving edge when resized (benchmarks/warp_ceiling.py).
-    # Stage 2 still generates the latent flow; the correction is the decoder's.
-    refine_flow: bool = False
     region: RegionPredictorConfig = field(default_factory=RegionPredictorConfig)
     background: BackgroundPredictorConfig = field(default_factory=BackgroundPredictorConfig)
     flow: FlowPredictorConfig = field(default_factory=FlowPredictorConfig)
@@ -180,6 +175,9 @@ class DiffusionConfig:
     # w_t = min(SNR_t, gamma) / SNR_t; same minimiser, converges several times faster).
     loss_weighting: str = "uniform"
     min_snr_gamma: float = 5.0
+    # Per-class loss weight (mean over classes of the flow target's energy / the class's) ** power, clipped to
+    # [1/4, 4]: motions with small flows (zooms, turns) weigh as much as large ones in the MSE. 0: off (the paper).
+    motion_balance: float = 0.0
     # What the network outputs: "eps" (the paper; needed by the official weights) or "x0" (the flow
     # volume itself, a regression that is well conditioned at every noise level). Samplers always see eps.
     prediction: str = "eps"
@@ -311,6 +309,8 @@ class LFDMConfig:
         if ae.region.orientation == "skew" and (ae.revert_axis_swap or ae.region.pca != "closed_form"):
             raise ConfigError("autoencoder.region.orientation='skew' orients the affine itself: it needs "
                               "autoencoder.revert_axis_swap=false (which would undo it) and region.pca='closed_form'")
+        if self.diffusion.motion_balance < 0:
+            raise ConfigError(f"diffusion.motion_balance={self.diffusion.motion_balance}: a power >= 0 (0: off)")
         if self.text.condition_noise < 0 or (self.text.condition_noise and not self.text.whiten):
             raise ConfigError(f"text.condition_noise={self.text.condition_noise}: must be >= 0, and > 0 needs "
                               "text.whiten=true (the noise lies in the fitted map's class subspace)")

@@ -4,9 +4,7 @@ Decoding is not a plain decoder of the warped latent (it is what the official ge
   1. out = W(z_src, f) * m, then the residual bottleneck;                        (paper Eq. 5)
   2. at every up level: out = W(skip_src, f) * m + out * (1 - m), then up-sample;
   3. final conv + sigmoid, then pred = W(x_src, f) * m + pred * (1 - m),
-with f and m resized bilinearly to each level. Skips are the source encoder's features. With ``refine_flow``
-(off in the paper) the last two blends use f resized to the image plus a correction the decoder predicts from
-its full-resolution features.
+with f and m resized bilinearly to each level. Skips are the source encoder's features.
 """
 from __future__ import annotations
 
@@ -20,7 +18,7 @@ from lfdm.models.background import BackgroundMotionPredictor
 from lfdm.models.blocks import DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d
 from lfdm.models.flow_predictor import DenseFlowPredictor, unwrap_axis_signs
 from lfdm.models.region import RegionPredictor
-from lfdm.models.warp import resize_flow, resize_map, warp
+from lfdm.models.warp import resize_map, warp
 
 
 class ImageEncoder(nn.Module):
@@ -52,11 +50,6 @@ class ImageDecoder(nn.Module):
         self.up_blocks = nn.ModuleList(UpBlock2d(width(n - i), width(n - i - 1)) for i in range(n))
         self.final = nn.Conv2d(cfg.block_expansion, cfg.num_channels, kernel_size=7, padding=3)
         self.align_corners = cfg.align_corners
-        self.refine = None
-        if cfg.refine_flow:            # starts at zero: the latent flow, resized, as without it
-            self.refine = nn.Conv2d(cfg.block_expansion, 2, kernel_size=3, padding=1)
-            nn.init.zeros_(self.refine.weight)
-            nn.init.zeros_(self.refine.bias)
 
     def _blend(self, skip: torch.Tensor, flow: torch.Tensor, occlusion: torch.Tensor, previous=None):
         m = resize_map(occlusion, skip.shape[2:], self.align_corners)
@@ -68,9 +61,6 @@ class ImageDecoder(nn.Module):
         out = self.bottleneck(self._blend(skips[-1], flow, occlusion))
         for i, block in enumerate(self.up_blocks):
             out = block(self._blend(skips[-(i + 1)], flow, occlusion, out))
-        if self.refine is not None:                                          # (B, h, w, 2) -> (B, H, W, 2)
-            correction = self.refine(out).float().permute(0, 2, 3, 1)
-            flow = resize_flow(flow, out.shape[2:], self.align_corners).float() + correction
         out = self._blend(skips[0], flow, occlusion, out)
         out = torch.sigmoid(self.final(out))
         return self._blend(source_image, flow, occlusion, out)

@@ -122,23 +122,3 @@ def test_flow_target_round_trip_and_scale(residual, scale):
     torch.testing.assert_close(back_occlusion[:, 0], occlusion)
     torch.testing.assert_close(x0[:, :2], scale * flow_to_target(flow, occlusion, residual)[:, :2])
 
-
-def test_refined_flow_starts_as_the_resized_latent_flow_then_moves_the_source_pixels():
-    for name in ("mug128", "mhad128", "natops128"):
-        assert not get_preset(name).autoencoder.refine_flow
-    torch.manual_seed(0)
-    plain = LatentFlowAutoencoder(get_preset("tiny").autoencoder).eval()
-    refined = LatentFlowAutoencoder(get_preset("tiny", {"autoencoder.refine_flow": True}).autoencoder).eval()
-    missing, unexpected = refined.load_state_dict(plain.state_dict(), strict=False)
-    assert sorted(missing) == ["decoder.refine.bias", "decoder.refine.weight"] and not unexpected
-    image = torch.rand(2, 3, 32, 32)
-    flow = identity(2, 8, 8).clone()
-    flow[..., 0] += 0.1
-    occlusion = torch.ones(2, 1, 8, 8)                   # all visible: the output is the warped source itself
-    with torch.no_grad():
-        before = plain.decode(plain.encode(image), image, flow, occlusion)
-        torch.testing.assert_close(refined.decode(refined.encode(image), image, flow, occlusion), before)
-        refined.decoder.refine.bias.copy_(torch.tensor([2 * 3 / 31, 0.0]))  # 3 more pixels to the right
-        after = refined.decode(refined.encode(image), image, flow, occlusion)
-    shifted = warp(image, identity(2, 32, 32) + torch.tensor([0.1 + 6 / 31, 0.0]), align_corners=True)
-    torch.testing.assert_close(after, shifted, atol=1e-5, rtol=0)
