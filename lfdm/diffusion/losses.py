@@ -16,7 +16,9 @@ Network = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def diffusion_loss(network: Network, x0: torch.Tensor, prediction: Prediction,
-                   generator: Optional[torch.Generator] = None, min_snr_gamma: Optional[float] = None) -> torch.Tensor:
+                   generator: Optional[torch.Generator] = None, min_snr_gamma: Optional[float] = None,
+                   sample_weights: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``sample_weights`` (B,): a weight per clip (for instance its class's), on top of the time step's."""
     b = x0.shape[0]
     schedule = prediction.schedule
     t = torch.randint(0, schedule.timesteps, (b,), device=x0.device, generator=generator)
@@ -25,4 +27,5 @@ def diffusion_loss(network: Network, x0: torch.Tensor, prediction: Prediction,
     x_t = q_sample(x0, abar, noise)
     x0_hat = prediction.x0(network(x_t, t).float(), x_t.float(), t)
     per_sample = (x0_hat - x0.float()).pow(2).flatten(1).mean(1)                        # (B,)
-    return (per_sample * prediction.x0_loss_weight(abar, min_snr_gamma).float()).mean()
+    per_sample = per_sample * prediction.x0_loss_weight(abar, min_snr_gamma).float()
+    return (per_sample if sample_weights is None else per_sample * sample_weights.float()).mean()

@@ -45,3 +45,20 @@ class CachedClipDataset(Dataset):
                 "label": video.label,
                 "frame0": torch.from_numpy(video.frame0).permute(2, 0, 1),
                 "jitter_seed": int(rng.integers(0, 2**62))}
+
+
+def motion_balance_weights(videos: Sequence[VideoFlows], num_classes: int, power: float, residual_flow: bool,
+                           flow_scale: float) -> torch.Tensor:
+    """(num_classes,) stage-2 loss weight per class: (mean class energy / the class's energy) ** power, clipped to
+    [1/4, 4]; a class's energy is the mean square of its videos' flow targets (the flow channels of x0)."""
+    energy, count = torch.zeros(num_classes, dtype=torch.float64), torch.zeros(num_classes, dtype=torch.float64)
+    for video in videos:
+        flow = torch.from_numpy(np.asarray(video.flow, dtype=np.float32))[None]          # (1, T, h, w, 2)
+        occlusion = torch.from_numpy(np.asarray(video.occlusion, dtype=np.float32))[None]
+        x0 = flow_to_target(flow, occlusion, residual_flow, flow_scale)                 # (1, 3, T, h, w)
+        energy[video.label] += float(x0[:, :2].double().pow(2).mean())
+        count[video.label] += 1
+    present = count > 0
+    energy = energy / count.clamp_min(1)
+    weights = (energy[present].mean() / energy.clamp_min(1e-12)) ** power
+    return torch.where(present, weights.clamp(0.25, 4.0), torch.ones_like(weights)).float()

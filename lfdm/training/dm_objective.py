@@ -28,7 +28,8 @@ class DmObjective(nn.Module):
                  encoder: Optional[ImageEncoder] = None, jitter: Optional[ClipJitterConfig] = None,
                  min_snr_gamma: Optional[float] = None,
                  phrasings: Optional[Tuple[torch.Tensor, torch.Tensor]] = None,
-                 condition_noise: Optional[Tuple[torch.Tensor, float]] = None):
+                 condition_noise: Optional[Tuple[torch.Tensor, float]] = None,
+                 class_weights: Optional[torch.Tensor] = None):
         """``phrasings``: (embeddings (P, D), class of each (P,)) of the training sentences, drawn from per clip.
         ``condition_noise``: (directions (r, D), standard deviation) of Gaussian noise added to each condition
         (``TextConditions.condition_noise``)."""
@@ -52,6 +53,7 @@ class DmObjective(nn.Module):
         self.encoder = encoder.eval().requires_grad_(False) if encoder is not None else None
         self.jitter = jitter
         self.min_snr_gamma = min_snr_gamma
+        self.register_buffer("class_weights", None if class_weights is None else class_weights.float(), persistent=False)
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -79,7 +81,9 @@ class DmObjective(nn.Module):
 
         def network(x_t, t):
             return self.unet(x_t, t, text=text, z0_features=z0_features, use_null=use_null)
-        return diffusion_loss(network, x0, self.prediction, generator=generator, min_snr_gamma=self.min_snr_gamma)
+        weights = None if self.class_weights is None else self.class_weights[label]
+        return diffusion_loss(network, x0, self.prediction, generator=generator, min_snr_gamma=self.min_snr_gamma,
+                              sample_weights=weights)
 
     def conditions(self, label: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """(B,) labels -> (B, D) training conditions: the label's or a drawn sentence's, plus the noise if on."""

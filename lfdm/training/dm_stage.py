@@ -21,7 +21,7 @@ from lfdm.io.seeding import seeded
 from lfdm.models.text import TextConditions, run_conditions
 from lfdm.models.unet3d import UNet3D
 from lfdm.pipelines.image_to_video import SENTENCES, ImageToVideoPipeline
-from lfdm.training.dm_data import CachedClipDataset
+from lfdm.training.dm_data import CachedClipDataset, motion_balance_weights
 from lfdm.training.dm_objective import DmObjective, dm_loss
 from lfdm.training.ema import EMA
 from lfdm.training.flow_cache import FlowCacheError, VideoFlows, check_cache, load_cache
@@ -50,7 +50,10 @@ def build_dm_stage(cfg: LFDMConfig, lfae_uri: str, flows_uri: str, device: torch
                             d.cond_drop_prob, encoder=lfae.encoder if jitter else None, jitter=jitter,
                             min_snr_gamma=d.min_snr_gamma if d.loss_weighting == "min_snr" else None,
                             phrasings=(conditions.phrasing_embeddings, conditions.phrasing_classes),
-                            condition_noise=conditions.condition_noise(cfg.text.condition_noise)).to(device)
+                            condition_noise=conditions.condition_noise(cfg.text.condition_noise),
+                            class_weights=motion_balance_weights(videos, len(conditions.labels), d.motion_balance,
+                                                                 d.residual_flow, d.flow_scale)
+                            if d.motion_balance else None).to(device)
     optimizer = build_optimizer(unet.parameters(), sc)
     ema = EMA(unet, sc.ema_decay) if sc.ema_decay else None
     state = TrainState(objective, optimizer, build_scheduler(optimizer, sc), ema=ema, ema_source=unet)

@@ -194,3 +194,36 @@ def test_dm_refuses_a_cache_of_another_lfae(tmp_path, tiny_dataset, tiny_lfae):
     with pytest.raises(FlowCacheError, match="another auto-encoder"):
         from lfdm.training.flow_cache import precompute_local
         precompute_local(other, str(root / "manifest.parquet"), cache)
+
+
+def test_motion_balance_weighs_each_class_by_its_flow_energy_and_is_off_in_the_paper_presets():
+    from lfdm.diffusion.losses import diffusion_loss
+    from lfdm.diffusion.parameterisation import Prediction
+    from lfdm.diffusion.schedule import cosine_schedule
+    from lfdm.models.warp import coordinate_grid
+    from lfdm.training.dm_data import motion_balance_weights
+    from lfdm.training.flow_cache import VideoFlows
+
+    for name in ("mug128", "mhad128", "natops128"):
+        assert get_preset(name).diffusion.motion_balance == 0.0
+    identity = coordinate_grid(4, 4).numpy()
+
+    def video(label, shift):                      # residual flow = shift everywhere: energy shift^2 per channel pair
+        flow = np.broadcast_to(identity + np.array([shift, 0.0], np.float32), (3, 4, 4, 2)).copy()
+        return VideoFlows(f"v{label}{shift}", label, str(label), "s0", "train", flow, np.ones((3, 4, 4), np.float16),
+                          np.zeros((2, 4, 4), np.float16), np.zeros((8, 8, 3), np.uint8))
+
+    videos = [video(0, 0.4), video(1, 0.1), video(1, 0.1), video(2, 0.0)]
+    weights = motion_balance_weights(videos, 4, 0.5, residual_flow=True, flow_scale=2.0)
+    energies = np.array([(2 * 0.4) ** 2 / 2, (2 * 0.1) ** 2 / 2, 0.0])       # mean over both flow channels
+    expected = np.clip((energies.mean() / np.maximum(energies, 1e-12)) ** 0.5, 0.25, 4.0)
+    np.testing.assert_allclose(weights[:3].numpy(), expected, rtol=1e-5)
+    assert weights[3] == 1.0                      # a class with no clips keeps weight 1
+
+    prediction = Prediction("x0", cosine_schedule(get_preset("tiny").diffusion))
+    x0 = torch.randn(3, 3, 2, 4, 4)
+    network = lambda x_t, t: torch.zeros_like(x_t)  # noqa: E731   predicts x0 = 0: the loss is each clip's mean square
+    per_clip = x0.pow(2).flatten(1).mean(1)
+    w = torch.tensor([0.5, 2.0, 1.0])
+    loss = diffusion_loss(network, x0, prediction, generator=torch.Generator().manual_seed(0), sample_weights=w)
+    torch.testing.assert_close(loss, (per_clip * w).mean())
