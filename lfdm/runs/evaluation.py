@@ -178,7 +178,11 @@ def extract_local(manifest_uri: str, settings: EvaluationSettings, device: torch
 
 
 def manifest_digest(manifest_uri: str, split: str) -> str:
-    rows = sorted((r.video_id, r.uri, r.num_frames, r.frame_start)
+    """Key of a split's clips. Clips inside the manifest's folder count by their path from it, so a run directory
+    copied or moved elsewhere keeps its cached features."""
+    prefix = storage.parent(manifest_uri).rstrip("/") + "/"
+    where = lambda uri: uri[len(prefix):] if uri.startswith(prefix) else uri  # noqa: E731
+    rows = sorted((r.video_id, where(r.uri), r.num_frames, r.frame_start)
                   for r in read_manifest(manifest_uri).split(split).records)
     return hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:16]
 

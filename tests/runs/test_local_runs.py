@@ -57,3 +57,22 @@ def test_generate_run_resumes_refuses_other_settings_and_evaluates(tmp_path, tin
     cal = results["calibration"]                     # 6 training-split clips and the 6 sources held still
     assert cal["real_vs_real"]["n_gen"] == 6 and cal["static"]["n_gen"] == 6
     assert cal["static"]["kvd"] > 0 and "| calibrated |" in open(os.path.join(out, "results.md")).read()
+
+
+def test_real_feature_cache_key_survives_copying_the_run_and_changes_with_the_clips(tmp_path, tiny_dataset):
+    import shutil
+
+    from lfdm.metrics.fvd import FVDProtocol
+    from lfdm.runs.evaluation import manifest_digest, real_cache_uri
+
+    root, _ = tiny_dataset
+    copy = tmp_path / "elsewhere" / "data"
+    shutil.copytree(root, copy)
+    for split in ("test", "train"):
+        assert manifest_digest(str(copy / "manifest.parquet"), split) == manifest_digest(str(root / "manifest.parquet"),
+                                                                                         split)
+    assert manifest_digest(str(root / "manifest.parquet"), "test") != manifest_digest(str(root / "manifest.parquet"),
+                                                                                      "train")
+    protocol = FVDProtocol(num_frames=10, weights="i3d-test")
+    assert real_cache_uri("c", protocol, str(copy / "manifest.parquet"), 64) == \
+        real_cache_uri("c", protocol, str(root / "manifest.parquet"), 64)
