@@ -177,6 +177,8 @@ class DiffusionConfig:
     min_snr_gamma: float = 5.0
     # Per-class loss weight (mean over classes of the flow target's energy / the class's) ** power, clipped to
     # [1/4, 4]: motions with small flows (zooms, turns) weigh as much as large ones in the MSE. 0: off (the paper).
+    # demo64, power 0.5, two demo seeds: the misses moved between classes (move down fell to 50 % on one) and the
+    # pooled accuracy stayed put, so it is off there too (benchmarks/README.md, quality study, finding 11).
     motion_balance: float = 0.0
     # What the network outputs: "eps" (the paper; needed by the official weights) or "x0" (the flow
     # volume itself, a regression that is well conditioned at every noise level). Samplers always see eps.
