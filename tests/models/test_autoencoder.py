@@ -121,4 +121,3 @@ def test_flow_target_round_trip_and_scale(residual, scale):
     torch.testing.assert_close(back_flow, flow)
     torch.testing.assert_close(back_occlusion[:, 0], occlusion)
     torch.testing.assert_close(x0[:, :2], scale * flow_to_target(flow, occlusion, residual)[:, :2])
-

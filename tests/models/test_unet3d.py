@@ -7,8 +7,7 @@ import torch
 from lfdm.config import DiffusionConfig
 from lfdm.convert_dm import map_official_dm, rename
 from lfdm.diffusion.schedule import cosine_schedule
-from lfdm.models.attention import ChannelLayerNorm, RotaryEmbedding
-from lfdm.models.attention import TemporalAttention
+from lfdm.models.attention import ChannelLayerNorm, RotaryEmbedding, TemporalAttention
 from lfdm.models.unet3d import TemporalConv, UNet3D
 from lfdm.presets import get_preset
 from lfdm.checkpoint import CheckpointError, load_state_strict
