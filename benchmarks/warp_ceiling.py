@@ -17,12 +17,12 @@ from typing import Dict, List
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from lfdm.data.datasets import load_frames
 from lfdm.data.manifest import read_manifest
 from lfdm.data.sampling import clip_indices
 from lfdm.data.synthetic_truth import replay_trajectory, subject_of, true_backward_motion
+from lfdm.models.warp import warp
 from lfdm.runs.flow_fidelity import flow_points_px, synthetic_spec_beside
 from lfdm.runs.reconstruction import NUM_DRIVING_FRAMES
 
@@ -34,11 +34,8 @@ def true_grid(traj, subject, t: float, n: int, size: int) -> torch.Tensor:
 
 
 def warp_true(source: torch.Tensor, traj, subject, t: float, n: int, size: int) -> torch.Tensor:
-    grid = true_grid(traj, subject, t, n, size)
-    if n != size:                                                            # (1, n, n, 2) -> (1, S, S, 2)
-        grid = F.interpolate(grid.permute(0, 3, 1, 2), size=(size, size), mode="bilinear",
-                             align_corners=True).permute(0, 2, 3, 1)
-    return F.grid_sample(source, grid, align_corners=True)
+    """source (1, 3, S, S) warped by the true motion on an n x n grid, resized bilinearly to S x S as a model's is."""
+    return warp(source, true_grid(traj, subject, t, n, size), align_corners=True)
 
 
 def warp_ceiling(manifest: str, grids: List[int], split: str = "test") -> Dict[str, Dict[str, float]]:
