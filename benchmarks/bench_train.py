@@ -3,12 +3,17 @@ clip's flows with the frozen auto-encoder at each step (what the official code d
 
     python benchmarks/bench_train.py --preset demo64           # CPU
     python benchmarks/bench_train.py --preset mug128 --bf16     # GPU
+    python benchmarks/bench_train.py --preset demo64 --dm-batch 4 --compile   # + stage 2 with torch.compile
+
+With --compile one more row times the stage-2 step of a torch.compile'd U-Net (Inductor; the compile itself, in
+the first steps, is excluded from the row and printed beside it).
 """
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+import time
 
 import torch
 
@@ -35,6 +40,7 @@ def main() -> None:
     p.add_argument("--dm-batch", type=int)
     p.add_argument("--bf16", action="store_true")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--compile", action="store_true", help="add a stage-2 row with the U-Net torch.compile'd")
     args = p.parse_args()
     device = device_arg(args.device)
     cfg = get_preset(args.preset)
@@ -81,14 +87,33 @@ def main() -> None:
     bf16_row = [] if args.bf16 else [
         Case("stage 2 step, flows from the cache, bf16 autocast", lambda: step(dstate, cached, dm_loss, True), db,
              unit="sample", params={**params, "bf16": True, "batch": db})]
-    run_cases(f"train_{args.preset}_{device.type}", [
+    compile_row, notes = [], {}
+    if args.compile:
+        cunet = UNet3D(cfg.unet)
+        cunet.load_state_dict(unet.state_dict())
+        cdm = DmObjective(cunet, dm.prediction, dm.text_embeddings, d.cond_drop_prob).to(device)
+        cunet.compile()
+        copt = build_optimizer(cunet.parameters(), cfg.train.dm)
+        cstate = TrainState(cdm, copt, build_scheduler(copt, cfg.train.dm))
+        started = time.time()
+        for _ in range(2):                           # compiles forward and backward
+            step(cstate, cached, dm_loss, True)
+        notes["compile_first_two_steps_s"] = round(time.time() - started, 1)
+        print(f"torch.compile: first two steps took {notes['compile_first_two_steps_s']} s (Inductor's cache: "
+              "a later process that compiles the same graphs reuses it)")
+        compile_row = [Case("stage 2 step, flows from the cache, bf16 autocast, torch.compile", lambda: step(
+            cstate, cached, dm_loss, True), db, unit="sample", params={**params, "bf16": True, "batch": db,
+                                                                       "compiled": True})]
+    run_cases(f"train_{args.preset}_{device.type}" + ("_compile" if args.compile else ""), [
         Case("stage 1 step", lambda: step(lstate, pairs, lfae_loss), lb, unit="sample", params={**params, "batch": lb}),
         Case("stage 2 step, flows from the cache", lambda: step(dstate, cached, dm_loss), db, unit="sample",
              params={**params, "batch": db}),
         *bf16_row,
+        *compile_row,
         Case("stage 2 step, flows recomputed by the frozen LFAE", lambda: step(dstate, recompute_batch(), dm_loss), db,
              unit="sample", params={**params, "batch": db}),
-    ], device, repeats=args.repeats, command="python benchmarks/bench_train.py " + " ".join(sys.argv[1:]))
+    ], device, repeats=args.repeats, command="python benchmarks/bench_train.py " + " ".join(sys.argv[1:]),
+       notes=notes)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 
-DEMO_STEPS = {"train.lfae.steps": 900, "train.dm.steps": 1500}        # ray_jobs/demo.py's
+DEMO_STEPS = {"train.lfae.steps": 900, "train.dm.steps": 1500}        # the demo's counts when this study ran
 SKEW = {"autoencoder.region.orientation": "skew", "autoencoder.revert_axis_swap": False}
 VARIANTS = {
     "base": {},
