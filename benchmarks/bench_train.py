@@ -55,12 +55,18 @@ def main() -> None:
     lstate = TrainState(objective, opt, build_scheduler(opt, cfg.train.lfae))
     pairs = {"source": torch.rand(lb, 3, s, s, device=device), "driving": torch.rand(lb, 3, s, s, device=device)}
 
-    unet = UNet3D(cfg.unet)
     d = cfg.diffusion
-    dm = DmObjective(unet, Prediction(d.prediction, cosine_schedule(d)), torch.randn(4, cfg.unet.text_dim),
-                     d.cond_drop_prob).to(device)
-    dopt = build_optimizer(unet.parameters(), cfg.train.dm)
-    dstate = TrainState(dm, dopt, build_scheduler(dopt, cfg.train.dm))
+    text_embeddings = torch.randn(4, cfg.unet.text_dim)
+
+    def dm_state(unet: UNet3D) -> TrainState:
+        """A stage-2 training state around ``unet`` (its objective, Adam and schedule)."""
+        dm = DmObjective(unet, Prediction(d.prediction, cosine_schedule(d)), text_embeddings,
+                         d.cond_drop_prob).to(device)
+        dopt = build_optimizer(unet.parameters(), cfg.train.dm)
+        return TrainState(dm, dopt, build_scheduler(dopt, cfg.train.dm))
+
+    unet = UNet3D(cfg.unet)
+    dstate = dm_state(unet)
     cached = {"x0": torch.randn(db, 3, k, h, h, device=device) * 0.1,
               "z0": torch.randn(db, cfg.unet.latent_channels, h, h, device=device),
               "label": torch.randint(0, 4, (db,), device=device)}
@@ -91,10 +97,8 @@ def main() -> None:
     if args.compile:
         cunet = UNet3D(cfg.unet)
         cunet.load_state_dict(unet.state_dict())
-        cdm = DmObjective(cunet, dm.prediction, dm.text_embeddings, d.cond_drop_prob).to(device)
         cunet.compile()
-        copt = build_optimizer(cunet.parameters(), cfg.train.dm)
-        cstate = TrainState(cdm, copt, build_scheduler(copt, cfg.train.dm))
+        cstate = dm_state(cunet)
         started = time.time()
         for _ in range(2):                           # compiles forward and backward
             step(cstate, cached, dm_loss, True)

@@ -44,7 +44,7 @@ SIZES = {
                    "train.dm.steps": 2000, "train.dm.checkpoint_every": 500, "train.dm.log_every": 25},
         num_videos=72),
     # The quality recipe (`lfdm demo --size quality --out demo_runs/quality`, about an hour on 2 CPU cores): the
-    # demo64 preset's own step counts, 2000 stage-1 and 3000 stage-2 steps (2.2x and 2x the demo's), on the same
+    # demo64 preset's own step counts, 2000 stage-1 and 3000 stage-2 steps (2.2x and 1.5x the demo's), on the same
     # data with the same evaluation; where the method tops out on a CPU (benchmarks/README.md).
     "quality": DemoSize(
         preset="demo64",
