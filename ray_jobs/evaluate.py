@@ -2,8 +2,8 @@
 
 The run is lfdm.runs.evaluation's (protocol, real-clip choice, feature table, cached real features,
 metrics; ``lfdm eval run`` is the same run in one process); this job only spreads the I3D feature extraction
-over Ray Data actors. Rows given to the actors are fixed chunks of the sorted item list, so the features do
-not depend on how many blocks or actors run.
+over Ray Data actors, once per evaluation (every clip it lacks in one pass). Rows given to the actors are fixed
+chunks of the item list (each kind sorted by id), so the features do not depend on how many blocks or actors run.
 """
 from __future__ import annotations
 
@@ -23,14 +23,13 @@ from ray_jobs.common import EvaluateJob, available_slots, init_ray, job_argparse
 class RayFeatureExtractor:
     """Ray Data callable class around lfdm's FeatureExtractor; each row is a chunk of items (JSON)."""
 
-    def __init__(self, weights: str, manifest: str, image_size: int, num_frames: int, use_gpu: bool, classify: bool):
+    def __init__(self, weights: str, manifest: str, image_size: int, num_frames: int, use_gpu: bool):
         self.extract = evaluation.FeatureExtractor(weights, manifest, image_size, num_frames, pick_device(use_gpu=use_gpu))
-        self.classify = classify
 
     def __call__(self, batch: dict) -> dict:
         rows = {k: [] for k in evaluation.COLUMNS}
         for chunk in batch["chunk"]:
-            for k, v in self.extract(json.loads(chunk), self.classify).items():
+            for k, v in self.extract(json.loads(chunk)).items():
                 rows[k] += list(v)
         return {k: np.stack(v) if k == "features" else np.asarray(v) for k, v in rows.items()}
 
@@ -38,7 +37,7 @@ class RayFeatureExtractor:
 def ray_extract(job: EvaluateJob):
     """``make(image_size, num_frames) -> extract`` over a Ray Data actor pool."""
     def make(image_size: int, num_frames: int):
-        def extract(items: List[dict], classify: bool) -> pa.Table:
+        def extract(items: List[dict]) -> pa.Table:
             import ray
             from ray.data import ActorPoolStrategy
             chunks = [json.dumps(c) for c in evaluation.chunks(items, job.evaluation.batch_size)]
@@ -50,7 +49,7 @@ def ray_extract(job: EvaluateJob):
                                 num_cpus=1 if job.use_gpu else 0.5,
                                 fn_constructor_kwargs={"weights": job.evaluation.weights, "manifest": job.data,
                                                        "image_size": image_size, "num_frames": num_frames,
-                                                       "use_gpu": job.use_gpu, "classify": classify})
+                                                       "use_gpu": job.use_gpu})
             parts = [evaluation.as_table({k: list(v) for k, v in b.items()})
                      for b in ds.iter_batches(batch_size=None, batch_format="numpy")]
             return pa.concat_tables(parts).sort_by("video_id")

@@ -15,10 +15,11 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 
 from lfdm.data.datasets import load_frames
@@ -38,8 +39,8 @@ FEATURE_DIM = 400
 COLUMNS = ("video_id", "kind", "label", "subject", "status", "predicted", "features")
 NOT_CLASSIFIED = -2
 
-# extract(items, classify) -> feature table (COLUMNS), rows in the order of ``items``
-Extract = Callable[[List[dict], bool], pa.Table]
+# extract(items) -> feature table (COLUMNS), sorted by video_id; an item with "classify" true also gets its motion class
+Extract = Callable[[List[dict]], pa.Table]
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,7 @@ class FeatureExtractor:
         self.records = read_manifest(manifest_uri).by_id()
         self.image_size, self.num_frames, self.device = image_size, num_frames, device
 
-    def __call__(self, items: Sequence[dict], classify: bool) -> Dict[str, list]:
+    def __call__(self, items: Sequence[dict]) -> Dict[str, list]:
         rows: Dict[str, list] = {k: [] for k in COLUMNS}
         videos = []
         for item in items:
@@ -149,9 +150,10 @@ class FeatureExtractor:
         good = [v for v in videos if v is not None]
         feats = iter(extract_features(self.detector, np.stack(good), batch_size=len(good), device=self.device)
                      if good else [])
-        for video in videos:
+        for item, video in zip(items, videos):
             rows["features"].append(next(feats) if video is not None else np.zeros(FEATURE_DIM, np.float32))
-            rows["predicted"].append(classify_motion(video) if classify and video is not None else NOT_CLASSIFIED)
+            classify = item.get("classify", False) and video is not None
+            rows["predicted"].append(classify_motion(video) if classify else NOT_CLASSIFIED)
         return rows
 
 
@@ -170,8 +172,8 @@ def extract_local(manifest_uri: str, settings: EvaluationSettings, device: torch
     def make(image_size: int, num_frames: int) -> Extract:
         extractor = FeatureExtractor(settings.weights, manifest_uri, image_size, num_frames, device)
 
-        def extract(items: List[dict], classify: bool) -> pa.Table:
-            parts = [as_table(extractor(c, classify)) for c in chunks(items, settings.batch_size)]
+        def extract(items: List[dict]) -> pa.Table:
+            parts = [as_table(extractor(c)) for c in chunks(items, settings.batch_size)]
             return pa.concat_tables(parts).sort_by("video_id")
         return extract
     return make
@@ -194,14 +196,31 @@ def real_cache_uri(cache_dir: str, protocol: FVDProtocol, manifest_uri: str, ima
     return storage.join(cache_dir, f"{kind}_{protocol.digest()}_{manifest_digest(manifest_uri, split)}_{image_size}px.parquet")
 
 
-def cached_features(uri: str, items: Callable[[], List[dict]], extract: Extract, log: Callable[[str], None]) -> pa.Table:
-    if storage.exists(uri):
-        log(f"features reused: {uri}")
-        return storage.read_parquet(uri)
-    table = extract(items(), False)
-    storage.write_parquet(table, uri)
-    log(f"features: {table.num_rows} clips -> {uri}")
-    return table
+def features_by_kind(wanted: Dict[str, Tuple[Callable[[], List[dict]], Optional[str]]], extract: Extract,
+                     log: Callable[[str], None]) -> Dict[str, pa.Table]:
+    """Feature tables keyed by item kind, from ``wanted[kind] = (items, cache_uri or None)``. A kind whose cache
+    exists is read from it; the others are extracted in one pass (each pass of the Ray job starts its actors and
+    loads I3D anew) and cached where a URI is given."""
+    tables: Dict[str, pa.Table] = {}
+    todo: List[dict] = []
+    for kind, (items, cache) in wanted.items():
+        if cache and storage.exists(cache):
+            log(f"features reused: {cache}")
+            tables[kind] = storage.read_parquet(cache)
+            continue
+        group = items()
+        if any(i["kind"] != kind for i in group):
+            raise ValueError(f"items listed as {kind!r} carry another kind")
+        todo += group
+    extracted = extract(todo) if todo else None
+    for kind, (_, cache) in wanted.items():
+        if kind in tables:
+            continue
+        tables[kind] = extracted.filter(pc.equal(extracted.column("kind"), kind))
+        if cache:
+            storage.write_parquet(tables[kind], cache)
+            log(f"features: {tables[kind].num_rows} clips -> {cache}")
+    return tables
 
 
 def evaluate(run_uri: str, manifest_uri: str, settings: EvaluationSettings, make_extract: Callable[..., Extract], *,
@@ -226,15 +245,17 @@ def evaluate(run_uri: str, manifest_uri: str, settings: EvaluationSettings, make
     classes = read_manifest(manifest_uri).classes
     classify = list(classes) == list(SYNTHETIC_CLASSES)
     extract = make_extract(image_size, num_frames)
-    real = cached_features(real_cache_uri(cache_dir, protocol, manifest_uri, image_size),
-                           lambda: real_items(manifest_uri, "test", num_frames, ev.real_clips_per_video), extract, log)
-    fake = extract(present, classify)
-    references = None
+    wanted = {"real": (lambda: real_items(manifest_uri, "test", num_frames, ev.real_clips_per_video),
+                       real_cache_uri(cache_dir, protocol, manifest_uri, image_size)),
+              "generated": (lambda: [{**i, "classify": classify} for i in present], None)}
     if ev.calibrate:
-        references = {"real_vs_real": cached_features(
-            real_cache_uri(cache_dir, protocol, manifest_uri, image_size, reference=len(present)),
-            lambda: reference_items(manifest_uri, len(present), num_frames, ev.real_clips_per_video), extract, log),
-            "static": extract(static_items(present, num_frames), False)}
+        wanted.update({
+            "reference": (lambda: reference_items(manifest_uri, len(present), num_frames, ev.real_clips_per_video),
+                          real_cache_uri(cache_dir, protocol, manifest_uri, image_size, reference=len(present))),
+            "static": (lambda: static_items(present, num_frames), None)})
+    tables = features_by_kind(wanted, extract, log)
+    real, fake = tables["real"], tables["generated"]
+    references = {"real_vs_real": tables["reference"], "static": tables["static"]} if ev.calibrate else None
     protocol_hash = protocol.digest()
     features_uri = storage.join(run_uri, "features.parquet")
     rows = [{**row, "protocol_hash": protocol_hash} for row in real.to_pylist() + fake.to_pylist()]

@@ -89,8 +89,8 @@ def test_features_identical_with_one_or_several_blocks_and_actors(ray_session, t
     root, _ = tiny_dataset
     items = real_items(str(root / "manifest.parquet"), "test", 10, 1)[:6]
     base = [f"data={root / 'manifest.parquet'}", "evaluation.batch_size=2"]
-    one = ray_extract(load_job_config(EvaluateJob, None, base + ["actors=1"]))(32, 10)(items, False)
-    two = ray_extract(load_job_config(EvaluateJob, None, base + ["actors=2"]))(32, 10)(items, False)
+    one = ray_extract(load_job_config(EvaluateJob, None, base + ["actors=1"]))(32, 10)(items)
+    two = ray_extract(load_job_config(EvaluateJob, None, base + ["actors=2"]))(32, 10)(items)
     assert one.column("video_id").to_pylist() == two.column("video_id").to_pylist()
     np.testing.assert_array_equal(np.asarray(one.column("features").to_pylist()),
                                   np.asarray(two.column("features").to_pylist()))

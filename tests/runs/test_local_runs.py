@@ -76,3 +76,32 @@ def test_real_feature_cache_key_survives_copying_the_run_and_changes_with_the_cl
     protocol = FVDProtocol(num_frames=10, weights="i3d-test")
     assert real_cache_uri("c", protocol, str(copy / "manifest.parquet"), 64) == \
         real_cache_uri("c", protocol, str(root / "manifest.parquet"), 64)
+
+
+def test_uncached_kinds_share_one_extraction_pass_with_the_features_of_separate_passes(tmp_path, tiny_dataset):
+    from lfdm.metrics.i3d_weights import fetch_reference
+    from lfdm.runs.evaluation import EvaluationSettings, extract_local, features_by_kind, reference_items, real_items
+    from lfdm.runs.evaluation import static_items
+    fetch_reference(log=lambda s: None)
+    root, _ = tiny_dataset
+    data = str(root / "manifest.parquet")
+    extract = extract_local(data, EvaluationSettings(batch_size=2), torch.device("cpu"))(32, 10)
+    passes = []
+
+    def counted(items):
+        passes.append(sorted({i["kind"] for i in items}))
+        return extract(items)
+    real = real_items(data, "test", 10, 1)[:3]
+    sources = [{**r, "kind": "generated", "video_id": f"gen{j}", "source_frame": j} for j, r in enumerate(real)]
+    wanted = {"real": (lambda: real, str(tmp_path / "real.parquet")),
+              "reference": (lambda: reference_items(data, 3, 10, 1), str(tmp_path / "reference.parquet")),
+              "static": (lambda: static_items(sources, 10), None)}
+    tables = features_by_kind(wanted, counted, log=lambda s: None)
+    assert passes == [["real", "reference", "static"]]
+    for kind, (items, _) in wanted.items():
+        alone = extract(items())
+        assert tables[kind].column("video_id").to_pylist() == alone.column("video_id").to_pylist()
+        np.testing.assert_allclose(np.asarray(tables[kind].column("features").to_pylist()),
+                                   np.asarray(alone.column("features").to_pylist()), atol=1e-5)
+    again = features_by_kind(wanted, counted, log=lambda s: None)             # the real clips come from the caches
+    assert passes[1:] == [["static"]] and again["real"].equals(tables["real"])
