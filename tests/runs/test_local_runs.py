@@ -101,7 +101,7 @@ def test_uncached_kinds_share_one_extraction_pass_with_the_features_of_separate_
     for kind, (items, _) in wanted.items():
         alone = extract(items())
         assert tables[kind].column("video_id").to_pylist() == alone.column("video_id").to_pylist()
-        np.testing.assert_allclose(np.asarray(tables[kind].column("features").to_pylist()),
-                                   np.asarray(alone.column("features").to_pylist()), atol=1e-5)
+        np.testing.assert_allclose(np.asarray(tables[kind].column("features").to_pylist()),    # other clips share
+                                   np.asarray(alone.column("features").to_pylist()), atol=1e-4)  # the conv batches
     again = features_by_kind(wanted, counted, log=lambda s: None)             # the real clips come from the caches
     assert passes[1:] == [["static"]] and again["real"].equals(tables["real"])
