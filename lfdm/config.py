@@ -16,6 +16,7 @@ from typing import Any, Mapping, Optional, Tuple
 import yaml
 
 from lfdm.diffusion.parameterisation import PREDICTIONS
+from lfdm.diffusion.keyframes import keyframe_count
 from lfdm.diffusion.samplers import check_sampler
 
 
@@ -180,6 +181,10 @@ class DiffusionConfig:
     # demo64, power 0.5, two demo seeds: the misses moved between classes (move down fell to 50 % on one) and the
     # pooled accuracy stayed put, so it is off there too (benchmarks/README.md, quality study, finding 11).
     motion_balance: float = 0.0
+    # Stage 2 generates every s-th frame of a clip (frames 0, s, ..., K-1) and interpolates the flow and occlusion
+    # linearly between them (lfdm/diffusion/keyframes.py): about s times less training and sampling. 1: every
+    # frame (the paper).
+    keyframe_stride: int = 1
     # What the network outputs: "eps" (the paper; needed by the official weights) or "x0" (the flow
     # volume itself, a regression that is well conditioned at every noise level). Samplers always see eps.
     prediction: str = "eps"
@@ -311,6 +316,11 @@ class LFDMConfig:
         if ae.region.orientation == "skew" and (ae.revert_axis_swap or ae.region.pca != "closed_form"):
             raise ConfigError("autoencoder.region.orientation='skew' orients the affine itself: it needs "
                               "autoencoder.revert_axis_swap=false (which would undo it) and region.pca='closed_form'")
+        try:
+            keyframe_count(self.data.num_frames, self.diffusion.keyframe_stride)
+        except ValueError as exc:
+            raise ConfigError(f"diffusion.keyframe_stride={self.diffusion.keyframe_stride}, "
+                              f"data.num_frames={self.data.num_frames}: {exc}") from None
         if self.diffusion.motion_balance < 0:
             raise ConfigError(f"diffusion.motion_balance={self.diffusion.motion_balance}: a power >= 0 (0: off)")
         if self.text.condition_noise < 0 or (self.text.condition_noise and not self.text.whiten):

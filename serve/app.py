@@ -450,7 +450,8 @@ def build_app(args: Dict[str, Any]):
     model = {"labels": list(info.labels), "image_size": cfg.data.image_size,
              "defaults": {"sampler": cfg.sample.sampler, "steps": cfg.sample.steps, "guidance": cfg.sample.guidance,
                           "guidance_from": cfg.sample.guidance_from, "prompt_projection": cfg.sample.prompt_projection,
-                          "frames": cfg.data.num_frames, "timesteps": cfg.diffusion.timesteps}}
+                          "frames": cfg.data.num_frames, "keyframe_stride": cfg.diffusion.keyframe_stride,
+                          "timesteps": cfg.diffusion.timesteps}}
     limits = Limits(**(args.get("limits") or {}))
     board = JobBoard.bind(limits.job_ttl_s, limits.job_max_bytes, limits.job_max_active)
     generator = Generator.options(**(args.get("generator_options") or {})).bind(

@@ -12,6 +12,7 @@ from typing import Any, Dict, Literal, Optional, Sequence, Type, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
+from lfdm.diffusion.keyframes import keyframe_count
 from lfdm.diffusion.samplers import SAMPLERS, check_sampler
 from lfdm.models.text import MAX_PROMPT_CHARS, check_prompt
 
@@ -115,6 +116,10 @@ def validate_params(raw: Dict[str, Any], model: Type[BaseModel], defaults: dict,
         raise ApiError(422, "out_of_range", str(exc)) from None
     if not spec.all_steps and steps > limits.max_steps:
         raise ApiError(422, "out_of_range", f"steps must be in 1..{limits.max_steps} for {p.sampler}, got {steps}")
+    try:
+        keyframe_count(p.frames, defaults.get("keyframe_stride", 1))
+    except ValueError as exc:
+        raise ApiError(422, "out_of_range", f"frames={p.frames}: {exc}") from None
     cost = steps * p.frames * (1 if p.guidance in (0.0, 1.0) else 2)
     if cost > limits.max_cost:
         raise ApiError(422, "too_costly", f"this request costs {cost} ({COST_UNIT}); this server allows at most "

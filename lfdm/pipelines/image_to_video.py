@@ -13,6 +13,7 @@ from lfdm.data.phrasings import phrasings_for
 from lfdm.device import bf16_autocast
 from lfdm.config import ConfigError, LFDMConfig, with_overrides
 from lfdm.diffusion.guidance import guided
+from lfdm.diffusion.keyframes import interpolate_keyframes, keyframe_count
 from lfdm.diffusion.parameterisation import Prediction
 from lfdm.diffusion.samplers import PerVideoNoise, sample
 from lfdm.diffusion.schedule import cosine_schedule
@@ -170,11 +171,13 @@ class ImageToVideoPipeline:
         z0_features = self.unet.encode_condition(skips[-1])
         h, w = skips[-1].shape[-2:]
 
-        # 3. per-video noise from per-video generators, independent of the batch
+        # 3. per-video noise from per-video generators, independent of the batch, over the n keyframes
+        stride = self.config.diffusion.keyframe_stride
+        n = keyframe_count(k, stride)
         generators = [torch.Generator(device=device).manual_seed(int(seed)) for seed in seeds]
-        noise = PerVideoNoise(generators, (self.unet.channels, k, h, w), device)
+        noise = PerVideoNoise(generators, (self.unet.channels, n, h, w), device)
 
-        # 4. sample the flow/occlusion volume x0 (B, 3, K, h, w)
+        # 4. sample the flow/occlusion volume x0 (B, 3, n, h, w), then interpolate it to the K frames (B, 3, K, h, w)
         def model(x, t, null):
             n = x.shape[0] // b
             with bf16_autocast(device, cfg.bf16):
@@ -187,6 +190,7 @@ class ImageToVideoPipeline:
         x0 = sample(sampler, denoiser, self.prediction.schedule, noise(), noise, steps=steps,
                     eta=cfg.eta if eta is None else eta, threshold=self.config.diffusion.dynamic_threshold_quantile,
                     callback=callback)
+        x0 = interpolate_keyframes(x0, stride)
 
         # 5. split into flows (B, K, h, w, 2) and occlusion maps (B, 1, K, h, w)
         flows, occlusions = target_to_flow(x0, self.config.diffusion.residual_flow, self.config.diffusion.flow_scale)

@@ -1,7 +1,7 @@
 """Stage-2 training items sampled from the flow cache.
 
 Item: x0 = cat(flow [- identity], 2 * occlusion - 1) over the K frames of a clip (frame 0 included,
-its flow ~ identity), (3, K, h, w); z0 (C, h, w); the class index; frame 0 (for colour-jittered z0).
+its flow ~ identity), (3, K, h, w), or over its keyframes (every ``keyframe_stride``-th frame, the last included); z0 (C, h, w); the class index; frame 0 (for colour-jittered z0).
 Clip frames follow the data config's sampling mode (uniform / random / very_random).
 """
 from __future__ import annotations
@@ -14,6 +14,7 @@ from torch.utils.data import Dataset
 
 from lfdm.config import DataConfig
 from lfdm.data.sampling import clip_indices
+from lfdm.diffusion.keyframes import keyframe_count
 from lfdm.io.seeding import numpy_rng
 from lfdm.flow_target import flow_to_target
 from lfdm.training.flow_cache import VideoFlows
@@ -21,7 +22,7 @@ from lfdm.training.flow_cache import VideoFlows
 
 class CachedClipDataset(Dataset):
     def __init__(self, videos: Sequence[VideoFlows], data: DataConfig, seed: int = 0, sampling: str | None = None,
-                 residual_flow: bool = False, flow_scale: float = 1.0):
+                 residual_flow: bool = False, flow_scale: float = 1.0, keyframe_stride: int = 1):
         if not videos:
             raise ValueError("no cached videos to train on")
         self.videos = list(videos)
@@ -30,6 +31,8 @@ class CachedClipDataset(Dataset):
         self.seed = seed
         self.residual_flow = residual_flow
         self.flow_scale = flow_scale
+        keyframe_count(data.num_frames, keyframe_stride)                      # refuses a clip it cannot cut
+        self.keyframe_stride = keyframe_stride
 
     def __len__(self) -> int:
         return len(self.videos)
@@ -37,7 +40,7 @@ class CachedClipDataset(Dataset):
     def __getitem__(self, index: int) -> Dict[str, object]:
         video = self.videos[index % len(self.videos)]
         rng = numpy_rng(self.seed, index)
-        idx = clip_indices(video.flow.shape[0], self.data.num_frames, self.sampling, rng)
+        idx = clip_indices(video.flow.shape[0], self.data.num_frames, self.sampling, rng)[::self.keyframe_stride]
         flow = torch.from_numpy(np.ascontiguousarray(video.flow[idx], dtype=np.float32))[None]
         occlusion = torch.from_numpy(np.ascontiguousarray(video.occlusion[idx], dtype=np.float32))[None]
         return {"x0": flow_to_target(flow, occlusion, self.residual_flow, self.flow_scale)[0],

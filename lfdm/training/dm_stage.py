@@ -85,7 +85,7 @@ def build_dm_stage(cfg: LFDMConfig, lfae_uri: str, flows_uri: str, device: torch
         save_dm_samples(pipeline(), videos[:2], uri)
 
     dataset = CachedClipDataset(videos, cfg.data, seed=sc.seed, residual_flow=d.residual_flow,
-                                flow_scale=d.flow_scale)
+                                flow_scale=d.flow_scale, keyframe_stride=d.keyframe_stride)
     return Stage("dm", cfg, objective, state, dataset, len(videos), dm_loss, "dm-train", step_tensors, restore,
                  export, sample, labels=labels, provenance={"stage": "dm", "lfae": lfae_uri, "flows": flows_uri})
 

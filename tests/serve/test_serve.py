@@ -315,6 +315,17 @@ def test_cost_cap_and_ddpm_default_steps():
     assert info.value.code == "too_costly" and info.value.status == 422
 
 
+def test_frames_a_keyframe_model_cannot_cut_are_refused():
+    from serve.schema import Limits, request_model, validate_params
+    defaults = {"sampler": "ddim", "steps": 3, "guidance": 1.0, "frames": 16, "keyframe_stride": 5, "timesteps": 1000}
+    limits = Limits()
+    model = request_model(LABELS, defaults, limits)
+    assert validate_params({"frames": 21}, model, defaults, limits).frames == 21
+    with pytest.raises(Exception, match="frames=20: .*no keyframes at stride 5") as info:
+        validate_params({"frames": 20}, model, defaults, limits)
+    assert info.value.code == "out_of_range" and info.value.status == 422
+
+
 def test_cost_cap_over_http(server):
     assert_error(post(server, files={"image": ("x.png", png())}, data={"label": "zoom in", "steps": "20",
                                                                         "frames": "16", "guidance": "2"}),
