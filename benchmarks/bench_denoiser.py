@@ -18,6 +18,7 @@ sys.path.insert(0, __import__("os").path.dirname(__import__("os").path.abspath(_
 from harness import Case, device_arg, run_cases  # noqa: E402
 
 from lfdm.device import bf16_autocast  # noqa: E402
+from lfdm.diffusion.keyframes import keyframe_count  # noqa: E402
 from lfdm.diffusion.samplers import PerVideoNoise, sample  # noqa: E402
 from lfdm.diffusion.schedule import cosine_schedule  # noqa: E402
 from lfdm.models.unet3d import UNet3D  # noqa: E402
@@ -35,7 +36,8 @@ def main() -> None:
     p.add_argument("--batches", type=int, nargs="+", default=[1])
     p.add_argument("--dtypes", nargs="+", default=["fp32"])
     p.add_argument("--samplers", nargs="+", default=list(SAMPLERS))
-    p.add_argument("--frames", type=int)
+    p.add_argument("--frames", type=int, help="frames the denoiser sees (default: the preset's keyframes, "
+                                              "diffusion.keyframe_stride)")
     p.add_argument("--compile", action="store_true", help="also torch.compile the denoiser (mode=max-autotune-no-cudagraphs"
                                                           " on CPU, reduce-overhead = CUDA graphs on GPU)")
     p.add_argument("--repeats", type=int, default=3)
@@ -43,7 +45,7 @@ def main() -> None:
     args = p.parse_args()
     device = device_arg(args.device)
     cfg = get_preset(args.preset)
-    k = args.frames or cfg.data.num_frames
+    k = args.frames or keyframe_count(cfg.data.num_frames, cfg.diffusion.keyframe_stride)
     size = cfg.data.image_size // 2 ** cfg.autoencoder.num_down_blocks
     unet = UNet3D(cfg.unet).to(device).eval()
     schedule = cosine_schedule(cfg.diffusion)
