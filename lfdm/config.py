@@ -182,8 +182,8 @@ class DiffusionConfig:
     # pooled accuracy stayed put, so it is off there too (benchmarks/README.md, quality study, finding 11).
     motion_balance: float = 0.0
     # Stage 2 generates every s-th frame of a clip (frames 0, s, ..., K-1) and interpolates the flow and occlusion
-    # linearly between them (lfdm/diffusion/keyframes.py): about s times less training and sampling. 1: every
-    # frame (the paper).
+    # linearly between them (lfdm/diffusion/keyframes.py): fewer frames through the U-Net in training and sampling
+    # (demo64 at 5: 0.5x the training step in the demo). 1: every frame (the paper).
     keyframe_stride: int = 1
     # What the network outputs: "eps" (the paper; needed by the official weights) or "x0" (the flow
     # volume itself, a regression that is well conditioned at every noise level). Samplers always see eps.

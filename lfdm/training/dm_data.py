@@ -1,7 +1,8 @@
 """Stage-2 training items sampled from the flow cache.
 
 Item: x0 = cat(flow [- identity], 2 * occlusion - 1) over the K frames of a clip (frame 0 included,
-its flow ~ identity), (3, K, h, w), or over its keyframes (every ``keyframe_stride``-th frame, the last included); z0 (C, h, w); the class index; frame 0 (for colour-jittered z0).
+its flow ~ identity), (3, K, h, w), or over its keyframes (every ``keyframe_stride``-th frame, the last
+included); z0 (C, h, w); the class index; frame 0 (for colour-jittered z0).
 Clip frames follow the data config's sampling mode (uniform / random / very_random).
 """
 from __future__ import annotations

@@ -50,7 +50,8 @@ def test_paper_presets_generate_every_frame_and_bad_strides_are_config_errors():
 
 def test_training_items_are_the_clips_keyframes():
     rng = np.random.default_rng(0)
-    videos = [VideoFlows(video_id=str(i), label=i % 2, label_text="", subject="s", split="train", flow=rng.normal(size=(24, 4, 4, 2)).astype(np.float32),
+    videos = [VideoFlows(video_id=str(i), label=i % 2, label_text="", subject="s", split="train",
+                         flow=rng.normal(size=(24, 4, 4, 2)).astype(np.float32),
                          occlusion=rng.uniform(size=(24, 4, 4)).astype(np.float32),
                          z0=np.zeros((8, 4, 4), np.float32), frame0=np.zeros((16, 16, 3), np.uint8))
               for i in range(3)]
