@@ -41,7 +41,7 @@ SIZES = {
         preset="demo64",
         spec=DEMO_SPEC,
         overrides={"train.lfae.steps": 900, "train.lfae.checkpoint_every": 300, "train.lfae.log_every": 25,
-                   "train.dm.steps": 1800, "train.dm.checkpoint_every": 450, "train.dm.log_every": 25},
+                   "train.dm.steps": 2000, "train.dm.checkpoint_every": 500, "train.dm.log_every": 25},
         num_videos=72),
     # The quality recipe (`lfdm demo --size quality --out demo_runs/quality`, about an hour on 2 CPU cores): the
     # demo64 preset's own step counts, 2000 stage-1 and 3000 stage-2 steps (2.2x and 1.5x the demo's), stage 2 on
