@@ -10,13 +10,13 @@ venv: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --no-compile --upgrade pip
+	$(BIN)/python -m pip install -q --upgrade pip
 	# torch: keep an existing one; else CPU build 2.13.0 where no GPU is, else the default (CUDA) build.
 	$(BIN)/python -c "import torch" 2>/dev/null || { \
 	  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
-	    $(BIN)/python -m pip install -q --no-compile torch; \
-	  else $(BIN)/python -m pip install -q --no-compile torch==2.13.0; fi; }
-	$(BIN)/python -m pip install -q --no-compile -e ".[ray,text,dev]"
+	    $(BIN)/python -m pip install -q torch; \
+	  else $(BIN)/python -m pip install -q torch==2.13.0; fi; }
+	$(BIN)/python -m pip install -q -e ".[ray,text,dev]"
 	touch $(STAMP)
 
 # everything CI runs: the linter, then every test (Ray and slow ones included, the browser tests too)
