@@ -10,6 +10,8 @@ venv: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# pip writes the bytecode here on purpose: not with --no-compile, since where PYTHONDONTWRITEBYTECODE is set
+	# (CI) nothing would ever be cached and every process, each Ray worker, would compile torch and ray anew.
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch: keep an existing one; else CPU build 2.13.0 where no GPU is, else the default (CUDA) build.
 	$(BIN)/python -c "import torch" 2>/dev/null || { \
