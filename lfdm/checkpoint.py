@@ -55,8 +55,12 @@ def strip_module_prefix(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tenso
     return {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
 
 
-def exists(uri: str) -> bool:
-    return storage.exists(storage.join(uri, CONFIG))
+def exists(uri: str, with_trainer_state: bool = False) -> bool:
+    """Complete: config.json and the weights (and, for a step checkpoint, the trainer state) are all there.
+    ``save_checkpoint`` writes config.json last, but a copy of a finished folder (Ray Train uploading a step
+    checkpoint to S3) writes its files in any order, and one killed midway can leave config.json alone."""
+    names = (CONFIG, WEIGHTS, TRAINER) if with_trainer_state else (CONFIG, WEIGHTS)
+    return all(storage.exists(storage.join(uri, name)) for name in names)
 
 
 def save_checkpoint(uri: str, config: LFDMConfig, tensors: Dict[str, torch.Tensor], *, kind: str,
