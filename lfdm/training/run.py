@@ -43,7 +43,8 @@ def step_checkpoints(run_uri: str) -> List[str]:
     """Complete step checkpoints of a run, oldest first (folders missing config.json, the weights or the trainer
     state are ignored)."""
     dirs = [u for u in storage.listdir(run_uri) if storage.basename(u).startswith(STEP_PREFIX)]
-    return sorted((u for u in dirs if ckpt.exists(u, with_trainer_state=True)), key=lambda u: int(storage.basename(u)[len(STEP_PREFIX):]))
+    complete = (u for u in dirs if ckpt.exists(u, with_trainer_state=True))
+    return sorted(complete, key=lambda u: int(storage.basename(u)[len(STEP_PREFIX):]))
 
 
 class LocalHooks:

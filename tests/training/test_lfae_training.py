@@ -173,14 +173,13 @@ def test_checkpoint_roundtrip_and_mismatched_preset(tmp_path):
         ckpt.read_checkpoint(str(tmp_path / "c"))
 
 
-
 def test_a_folder_whose_upload_stopped_midway_is_not_a_checkpoint(tmp_path):
     """Ray copies a step folder to S3 in any order; a kill can leave config.json without the weights."""
-    from lfdm.training.run import step_checkpoints
+    from lfdm.training.run import step_checkpoints, step_dir_name
     cfg = get_preset("tiny")
     model = LatentFlowAutoencoder(cfg.autoencoder)
     for step in (2, 4):
-        ckpt.save_checkpoint(str(tmp_path / f"step_000000{step}"), cfg, ckpt.with_prefix("lfae.", model.state_dict()),
+        ckpt.save_checkpoint(str(tmp_path / step_dir_name(step)), cfg, ckpt.with_prefix("lfae.", model.state_dict()),
                              kind="lfae", trainer_state={"step": step})
     assert [os.path.basename(u) for u in step_checkpoints(str(tmp_path))] == ["step_0000002", "step_0000004"]
     os.remove(tmp_path / "step_0000004" / ckpt.TRAINER)
@@ -188,6 +187,7 @@ def test_a_folder_whose_upload_stopped_midway_is_not_a_checkpoint(tmp_path):
     assert [os.path.basename(u) for u in step_checkpoints(str(tmp_path))] == ["step_0000002"]
     os.remove(tmp_path / "step_0000002" / ckpt.WEIGHTS)
     assert not ckpt.exists(str(tmp_path / "step_0000002")) and step_checkpoints(str(tmp_path)) == []
+
 
 def test_cli_train_resume_and_eval_recon(tmp_path, tiny_dataset, capsys):
     root, _ = tiny_dataset
