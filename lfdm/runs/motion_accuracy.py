@@ -17,6 +17,7 @@ from lfdm.io.outputs import frames_uint8
 from lfdm.metrics.accuracy import per_class_accuracy
 from lfdm.pipelines.image_to_video import ImageToVideoPipeline
 from lfdm.runs.generation import generate_rows, planned_batches
+from lfdm.runs.evaluation import generated_items, load_video
 from lfdm.runs.plan import plan_generation
 
 
@@ -41,3 +42,23 @@ def evaluate_motion(pipe: ImageToVideoPipeline, manifest_uri: str, *, num_videos
     result = per_class_accuracy(predicted, expected, CLASSES)
     result.update(sampler=s.sampler, steps=s.steps, split=split, subjects=sorted({r["subject"] for r in plan}))
     return result
+
+
+def run_motion_accuracy(run_uri: str) -> Dict[str, object]:
+    """Condition accuracy of a generation run's videos (lfdm.runs.generation) by the motion classifier alone: the
+    accuracy an evaluation run reports, without its I3D pass. As there, videos never finished or unreadable are
+    left out and named in ``excluded``."""
+    predicted, expected, excluded = [], [], []
+    for item in generated_items(run_uri):
+        try:
+            if item["missing"]:
+                raise FileNotFoundError("never finished")
+            video = load_video(item, {}, 0, None)
+        except (OSError, ValueError) as exc:
+            excluded.append(f"{item['video_id']}: {type(exc).__name__}: {exc}"[:300])
+            continue
+        predicted.append(classify(video))
+        expected.append(CLASSES.index(item["label"]))
+    if not expected:
+        raise ValueError(f"{run_uri} holds no readable generated video")
+    return {**per_class_accuracy(predicted, expected, CLASSES), "excluded": excluded}

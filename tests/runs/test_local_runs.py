@@ -57,6 +57,12 @@ def test_generate_run_resumes_refuses_other_settings_and_evaluates(tmp_path, tin
     cal = results["calibration"]                     # 6 training-split clips and the 6 sources held still
     assert cal["real_vs_real"]["n_gen"] == 6 and cal["static"]["n_gen"] == 6
     assert cal["static"]["kvd"] > 0 and "| calibrated |" in open(os.path.join(out, "results.md")).read()
+    from lfdm.runs.motion_accuracy import run_motion_accuracy   # the classifier alone: the evaluation's accuracy
+    alone = run_motion_accuracy(run)
+    assert (alone["accuracy"], alone["per_class"], alone["excluded"]) == (
+        results["condition_accuracy"], results["condition_accuracy_per_class"], [])
+    os.remove(os.path.join(run, "meta", "gen000002.json"))
+    assert run_motion_accuracy(run)["n"] == 5 and run_motion_accuracy(run)["excluded"][0].startswith("gen000002: ")
 
 
 def test_real_feature_cache_key_survives_copying_the_run_and_changes_with_the_clips(tmp_path, tiny_dataset):
