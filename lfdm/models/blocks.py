@@ -127,9 +127,10 @@ class AntiAliasDownsample(nn.Module):
         self.stride = int(1 / scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # The strided convolution computes exactly the pixels the official code kept of its full-resolution one
+        # (out[:, :, ::s, ::s]), without the others: 1/s^2 of the work, a tenth of a demo64 stage-1 step.
         out = F.pad(x, (self.ka, self.kb, self.ka, self.kb))
-        out = F.conv2d(out, self.weight.to(x.dtype), groups=self.groups)
-        return out[:, :, ::self.stride, ::self.stride]
+        return F.conv2d(out, self.weight.to(x.dtype), groups=self.groups, stride=self.stride)
 
 
 def downsample(channels: int, scale: float) -> nn.Module:

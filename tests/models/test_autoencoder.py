@@ -80,6 +80,21 @@ def test_antialias_kernel_equals_official_buffer():
     torch.testing.assert_close(down.weight[0, 0], torch.tensor(ref["antialias_scale0.25_kernel2d"]), atol=0, rtol=0)
 
 
+@pytest.mark.parametrize("size", [17, 32, 63, 64])
+@pytest.mark.parametrize("scale", [0.5, 0.25, 0.125])
+def test_antialias_downsample_keeps_every_stride_th_pixel_of_the_full_blur(size, scale):
+    """The official module blurs at full resolution and keeps out[:, :, ::s, ::s]; ours convolves with stride s."""
+    down = AntiAliasDownsample(3, scale)
+    x = torch.rand(2, 3, size, size, requires_grad=True)
+    full = torch.nn.functional.conv2d(torch.nn.functional.pad(x, (down.ka, down.kb, down.ka, down.kb)), down.weight,
+                                      groups=3)
+    kept = full[:, :, ::down.stride, ::down.stride]
+    torch.testing.assert_close(down(x), kept, atol=1e-6, rtol=0)
+    grad_kept, = torch.autograd.grad(kept.sum(), x)
+    grad_ours, = torch.autograd.grad(down(x).sum(), x)
+    torch.testing.assert_close(grad_ours, grad_kept, atol=1e-6, rtol=0)
+
+
 def test_mug128_parameter_counts_match_official():
     counts = parameter_counts(LatentFlowAutoencoder(get_preset("mug128").autoencoder))
     assert counts["autoencoder_total"] == 66_004_557
