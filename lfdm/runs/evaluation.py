@@ -196,6 +196,34 @@ def real_cache_uri(cache_dir: str, protocol: FVDProtocol, manifest_uri: str, ima
     return storage.join(cache_dir, f"{kind}_{protocol.digest()}_{manifest_digest(manifest_uri, split)}_{image_size}px.parquet")
 
 
+def dataset_clip(item: dict) -> Optional[tuple]:
+    """What a clip read from the dataset shows (its video and frames); None for a generated video."""
+    return None if item["uri"] is not None else (item["source_video_id"], tuple(item["frames"]))
+
+
+def extract_once(items: List[dict], extract: Extract) -> pa.Table:
+    """``extract(items)``, each distinct dataset clip extracted once: the static reference repeats one source frame
+    for every video generated from it (72 videos of the demo from 54 frames). The copies carry their own id, kind,
+    label and subject."""
+    first: Dict[tuple, dict] = {}
+    todo, copies = [], []
+    for item in items:
+        clip = dataset_clip(item)
+        if clip is not None and clip in first:
+            copies.append((item, first[clip]["video_id"]))
+            continue
+        if clip is not None:
+            first[clip] = item
+        todo.append(item)
+    table = extract(todo)
+    if not copies:
+        return table
+    by_id = {row["video_id"]: row for row in table.to_pylist()}
+    rows = [{**by_id[source], **{k: item[k] if item[k] is not None else "" for k in ("video_id", "kind", "label", "subject")}}
+            for item, source in copies]
+    return pa.concat_tables([table, pa.Table.from_pylist(rows, schema=table.schema)]).sort_by("video_id")
+
+
 def features_by_kind(wanted: Dict[str, Tuple[Callable[[], List[dict]], Optional[str]]], extract: Extract,
                      log: Callable[[str], None]) -> Dict[str, pa.Table]:
     """Feature tables keyed by item kind, from ``wanted[kind] = (items, cache_uri or None)``. A kind whose cache
@@ -212,7 +240,7 @@ def features_by_kind(wanted: Dict[str, Tuple[Callable[[], List[dict]], Optional[
         if any(i["kind"] != kind for i in group):
             raise ValueError(f"items listed as {kind!r} carry another kind")
         todo += group
-    extracted = extract(todo) if todo else None
+    extracted = extract_once(todo, extract) if todo else None
     for kind, (_, cache) in wanted.items():
         if kind in tables:
             continue

@@ -111,3 +111,31 @@ def test_uncached_kinds_share_one_extraction_pass_with_the_features_of_separate_
                                    np.asarray(alone.column("features").to_pylist()), atol=1e-4)  # the conv batches
     again = features_by_kind(wanted, counted, log=lambda s: None)             # the real clips come from the caches
     assert passes[1:] == [["static"]] and again["real"].equals(tables["real"])
+
+
+def test_static_clips_of_one_source_frame_are_extracted_once_and_equal(tiny_dataset):
+    from lfdm.metrics.i3d_weights import fetch_reference
+    from lfdm.runs.evaluation import EvaluationSettings, extract_local, features_by_kind, static_items
+    fetch_reference(log=lambda s: None)
+    root, manifest = tiny_dataset
+    data = str(root / "manifest.parquet")
+    source = manifest.split("test").records[0]
+    generated = [{"video_id": f"gen{i:06d}", "kind": "generated", "label": label, "subject": source.subject,
+                  "source_video_id": source.video_id, "source_frame": frame, "uri": "unused"}
+                 for i, (label, frame) in enumerate([("move left", 0), ("zoom in", 0), ("stay still", 3)])]
+    extract = extract_local(data, EvaluationSettings(), torch.device("cpu"))(32, 4)
+    seen = []
+
+    def counted(items):
+        seen.extend(i["video_id"] for i in items)
+        return extract(items)
+
+    static = features_by_kind({"static": (lambda: static_items(generated, 10), None)}, counted, log=lambda s: None)
+    assert seen == ["static:gen000000", "static:gen000002"]                 # frame 0 once, frame 3 once
+    rows = {r["video_id"]: r for r in static["static"].to_pylist()}
+    assert sorted(rows) == ["static:gen000000", "static:gen000001", "static:gen000002"]
+    assert rows["static:gen000001"]["label"] == "zoom in" and rows["static:gen000001"]["kind"] == "static"
+    assert rows["static:gen000001"]["features"] == rows["static:gen000000"]["features"]
+    assert rows["static:gen000002"]["features"] != rows["static:gen000000"]["features"]
+    alone = extract(static_items(generated[1:2], 10)).to_pylist()[0]["features"]     # as if extracted on its own
+    np.testing.assert_allclose(rows["static:gen000001"]["features"], alone, rtol=1e-4, atol=1e-4)  # batch-size float noise
