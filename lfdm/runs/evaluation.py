@@ -126,6 +126,11 @@ def load_video(item: dict, records: dict, image_size: int, num_frames: Optional[
     return video
 
 
+def identity_columns(item: dict) -> Dict[str, str]:
+    """The feature table's columns that name an item (None written as "")."""
+    return {key: item[key] if item[key] is not None else "" for key in ("video_id", "kind", "label", "subject")}
+
+
 class FeatureExtractor:
     """I3D features (and motion classes) of items; loaded once per process or Ray actor."""
 
@@ -144,8 +149,8 @@ class FeatureExtractor:
             except Exception as exc:          # reported and excluded by the metrics
                 videos.append(None)
                 status = f"corrupt: {type(exc).__name__}: {exc}"[:300]
-            for key in ("video_id", "kind", "label", "subject"):
-                rows[key].append(item[key] if item[key] is not None else "")
+            for key, value in identity_columns(item).items():
+                rows[key].append(value)
             rows["status"].append(status)
         good = [v for v in videos if v is not None]
         feats = iter(extract_features(self.detector, np.stack(good), batch_size=len(good), device=self.device)
@@ -205,22 +210,21 @@ def extract_once(items: List[dict], extract: Extract) -> pa.Table:
     """``extract(items)``, each distinct dataset clip extracted once: the static reference repeats one source frame
     for every video generated from it (72 videos of the demo from 54 frames). The copies carry their own id, kind,
     label and subject."""
-    first: Dict[tuple, dict] = {}
+    first_id: Dict[tuple, str] = {}          # clip -> the video_id it is extracted under
     todo, copies = [], []
     for item in items:
         clip = dataset_clip(item)
-        if clip is not None and clip in first:
-            copies.append((item, first[clip]["video_id"]))
+        if clip is not None and clip in first_id:
+            copies.append((item, first_id[clip]))
             continue
         if clip is not None:
-            first[clip] = item
+            first_id[clip] = item["video_id"]
         todo.append(item)
     table = extract(todo)
     if not copies:
         return table
     by_id = {row["video_id"]: row for row in table.to_pylist()}
-    rows = [{**by_id[source], **{k: item[k] if item[k] is not None else "" for k in ("video_id", "kind", "label", "subject")}}
-            for item, source in copies]
+    rows = [{**by_id[source], **identity_columns(item)} for item, source in copies]
     return pa.concat_tables([table, pa.Table.from_pylist(rows, schema=table.schema)]).sort_by("video_id")
 
 
