@@ -13,7 +13,7 @@ from typing import Callable, Dict, Sequence
 import numpy as np
 import torch
 
-from lfdm.metrics.frechet import GaussianStats, frechet_distance_of
+from lfdm.metrics.frechet import frechet_distance_of_samples
 
 
 class InceptionWeightsError(RuntimeError):
@@ -47,13 +47,13 @@ def frame_features(extract, videos: Sequence[np.ndarray], batch: int = 64) -> np
 def fid_and_sfid(real: np.ndarray, real_subjects: Sequence[str], fake: np.ndarray,
                  fake_subjects: Sequence[str]) -> Dict[str, object]:
     """FID over all frames; sFID = FID per subject (source image), then mean +- std (ddof 0)."""
-    out = {"fid": frechet_distance_of(GaussianStats.of(real), GaussianStats.of(fake)),
+    out = {"fid": frechet_distance_of_samples(real, fake),
            "n_real_frames": int(len(real)), "n_gen_frames": int(len(fake)), "per_subject": {}}
     rs, fs = np.asarray(real_subjects), np.asarray(fake_subjects)
     for s in sorted(set(rs) & set(fs)):
         r, f = real[rs == s], fake[fs == s]
         if min(len(r), len(f)) > 1:
-            out["per_subject"][s] = {"fid": frechet_distance_of(GaussianStats.of(r), GaussianStats.of(f)),
+            out["per_subject"][s] = {"fid": frechet_distance_of_samples(r, f),
                                      "n_real_frames": int(len(r)), "n_gen_frames": int(len(f))}
     values = [v["fid"] for v in out["per_subject"].values()]
     out["sfid_mean"] = float(np.mean(values)) if values else None

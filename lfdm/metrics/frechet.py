@@ -3,6 +3,13 @@
 FD = |mu1 - mu2|^2 + tr(S1) + tr(S2) - 2 tr((S1^1/2 S2 S1^1/2)^1/2), the trace term from the
 eigenvalues of the symmetric PSD matrix S1^1/2 S2 S1^1/2 (tiny negative eigenvalues clipped), in
 float64. Statistics stream and merge across shards exactly (sums, not running means).
+
+With fewer samples than dimensions (an evaluation's 54-72 clips of 400 I3D features) the same distance comes
+from the samples themselves: with A_i the centred features over sqrt(n_i - ddof), S_i = A_i^T A_i, so
+tr(S_i) = |A_i|_F^2 and the eigenvalues of S1^1/2 S2 S1^1/2, those of A1^T A1 A2^T A2, are the squared singular
+values of A1 A2^T (n1 x n2): tr((S1^1/2 S2 S1^1/2)^1/2) is its nuclear norm. No d x d matrix is formed, so a
+bootstrap of 100 rounds costs milliseconds instead of seconds, and no eigenvalue of a rank-deficient
+covariance is clipped.
 """
 from __future__ import annotations
 
@@ -71,3 +78,21 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
 
 def frechet_distance_of(a: GaussianStats, b: GaussianStats, ddof: int = 1) -> float:
     return frechet_distance(a.mean, a.covariance(ddof), b.mean, b.covariance(ddof))
+
+
+def frechet_distance_of_samples(x1: np.ndarray, x2: np.ndarray, ddof: int = 1) -> float:
+    """The Fréchet distance between the Gaussians fitted to samples (N_i, d); equal to ``frechet_distance_of``
+    of their statistics, computed from the samples when both sets are smaller than the dimension."""
+    x1, x2 = np.asarray(x1, np.float64), np.asarray(x2, np.float64)
+    for x in (x1, x2):
+        if x.ndim != 2 or x.shape[1] != x1.shape[1]:
+            raise ValueError(f"expected two feature sets (N, d) of one d, got {x1.shape} and {x2.shape}")
+    if max(len(x1), len(x2)) > x1.shape[1]:
+        return frechet_distance_of(GaussianStats.of(x1), GaussianStats.of(x2), ddof)
+    if min(len(x1), len(x2)) <= ddof:
+        raise ValueError(f"need more than {ddof} samples for a covariance, have {len(x1)} and {len(x2)}")
+    a1 = (x1 - x1.mean(0)) / np.sqrt(len(x1) - ddof)                    # (n1, d), S1 = a1^T a1
+    a2 = (x2 - x2.mean(0)) / np.sqrt(len(x2) - ddof)
+    trace_root = np.linalg.svd(a1 @ a2.T, compute_uv=False).sum()      # nuclear norm of (n1, n2)
+    mean_term = ((x1.mean(0) - x2.mean(0)) ** 2).sum()
+    return float(mean_term + (a1 ** 2).sum() + (a2 ** 2).sum() - 2 * trace_root)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lfdm.metrics.frechet import GaussianStats, frechet_distance_of
+from lfdm.metrics.frechet import frechet_distance_of_samples
 from lfdm.metrics.kvd import kernel_distance
 
 SMALL_GROUP = 400
@@ -65,7 +65,7 @@ def extract_features(detector, videos, *, batch_size: int = 8, rescale: bool = T
 
 def fvd_kvd(real: np.ndarray, fake: np.ndarray, ddof: int = 1, kvd_subsets: int = 100,
             kvd_subset_size: int = 1000, seed: int = 0) -> Dict[str, float]:
-    fvd = frechet_distance_of(GaussianStats.of(real), GaussianStats.of(fake), ddof)
+    fvd = frechet_distance_of_samples(real, fake, ddof)
     kvd, kvd_std = kernel_distance(real, fake, kvd_subsets, kvd_subset_size, seed)
     return {"fvd": fvd, "kvd": kvd, "kvd_std": kvd_std, "n_real": int(len(real)), "n_gen": int(len(fake))}
 
@@ -79,9 +79,8 @@ def bootstrap_fvd(real: np.ndarray, fake: np.ndarray, rounds: int, seed: int = 0
     if rounds <= 0:
         return None
     rng = np.random.default_rng(seed)
-    values = [frechet_distance_of(GaussianStats.of(real[rng.integers(0, len(real), len(real))]),
-                                  GaussianStats.of(fake[rng.integers(0, len(fake), len(fake))]), ddof)
-              for _ in range(rounds)]
+    values = [frechet_distance_of_samples(real[rng.integers(0, len(real), len(real))],
+                                          fake[rng.integers(0, len(fake), len(fake))], ddof) for _ in range(rounds)]
     tail = (1 - level) / 2 * 100
     return [float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))]
 
@@ -97,7 +96,7 @@ def grouped_fvd(real: np.ndarray, real_groups: Sequence[str], fake: np.ndarray, 
             groups[g] = {"fvd": None, "n_real": int(len(r)), "n_gen": int(len(f)), "small": True,
                          "note": f"too few videos for a covariance (need > {ddof})"}
             continue
-        groups[g] = {"fvd": frechet_distance_of(GaussianStats.of(r), GaussianStats.of(f), ddof),
+        groups[g] = {"fvd": frechet_distance_of_samples(r, f, ddof),
                      "n_real": int(len(r)), "n_gen": int(len(f)),
                      "small": bool(min(len(r), len(f)) <= SMALL_GROUP),
                      "interval": bootstrap_fvd(r, f, bootstrap, seed, ddof)}

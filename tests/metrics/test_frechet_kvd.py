@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from lfdm.metrics.frechet import GaussianStats, frechet_distance, frechet_distance_of
+from lfdm.metrics.frechet import GaussianStats, frechet_distance, frechet_distance_of, frechet_distance_of_samples
 from lfdm.metrics.fvd import FVDProtocol, bootstrap_fvd, grouped_fvd
 from lfdm.metrics.kvd import kernel_distance, polynomial_mmd2_unbiased
 
@@ -27,6 +27,38 @@ def test_merged_shard_statistics_equal_whole_set():
     y = np.random.default_rng(1).normal(size=(500, 16))
     assert frechet_distance_of(merged, GaussianStats.of(y)) == pytest.approx(
         frechet_distance_of(whole, GaussianStats.of(y)), rel=1e-10)
+
+
+@pytest.mark.parametrize("n1, n2, ddof", [(54, 72, 1), (30, 45, 1), (72, 72, 0), (3, 2, 1)])
+def test_frechet_distance_of_samples_equals_the_covariance_route_below_the_dimension(n1, n2, ddof):
+    rng = np.random.default_rng(n1)
+    d = 400                                       # I3D's feature size: more dimensions than samples
+    x1 = rng.normal(size=(n1, d)) * rng.uniform(0.5, 2, d) + 1
+    x2 = rng.normal(size=(n2, d)) @ rng.normal(size=(d, d)) / 20
+    expected = frechet_distance_of(GaussianStats.of(x1), GaussianStats.of(x2), ddof)
+    # the covariance route takes the root of ~d - n eigenvalues that are zero up to rounding: ~1e-8 off
+    assert frechet_distance_of_samples(x1, x2, ddof) == pytest.approx(expected, rel=1e-7)
+    assert frechet_distance_of_samples(x1, x1, ddof) == pytest.approx(0.0, abs=1e-9 * expected)
+
+
+def test_frechet_distance_of_samples_closed_form_below_the_dimension():
+    # x2 = c x1 + shift: S2 = c^2 S1 and mu2 = c mu1 + shift, so FD = |(c - 1) mu1 + shift|^2 + (1 - c)^2 tr(S1),
+    # with rank(S1) = 39 of 400 dimensions
+    rng = np.random.default_rng(3)
+    x1 = rng.normal(size=(40, 400)) * rng.uniform(0.5, 2, 400)
+    shift, c = rng.normal(size=400), 2.5
+    exact = (((c - 1) * x1.mean(0) + shift) ** 2).sum() + (1 - c) ** 2 * np.cov(x1, rowvar=False).trace()
+    assert frechet_distance_of_samples(x1, c * x1 + shift) == pytest.approx(exact, rel=1e-12)
+
+
+def test_frechet_distance_of_samples_above_the_dimension_and_bad_input():
+    rng = np.random.default_rng(0)
+    x1, x2 = rng.normal(size=(500, 8)), rng.normal(size=(300, 8)) + 0.3
+    assert frechet_distance_of_samples(x1, x2) == frechet_distance_of(GaussianStats.of(x1), GaussianStats.of(x2))
+    with pytest.raises(ValueError, match="more than 1 samples"):
+        frechet_distance_of_samples(x1[:1], x2[:5])
+    with pytest.raises(ValueError, match="one d"):
+        frechet_distance_of_samples(x1, x2[:, :4])
 
 
 def test_kvd_unbiased_and_positive_for_shifted():
