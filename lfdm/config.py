@@ -223,6 +223,15 @@ class LfaeLossConfig:
 
 
 @dataclass(frozen=True)
+class CollapseGuardConfig:
+    """Stop stage 1 early when its flow has stayed still: the mean logged flow_px (image pixels) over the steps in
+    ``window`` (fractions of stage 1's steps) below ``min_flow_px``. A stopped run writes stopped.json and no
+    model; the demo then trains stage 1 again from another seed. Off (min_flow_px 0) in every paper preset."""
+    window: Tuple[float, float] = (0.0, 0.0)
+    min_flow_px: float = 0.0
+
+
+@dataclass(frozen=True)
 class StageTrainConfig:
     batch_size: int = 100                # global batch size, whatever the number of workers
     steps: int = 46500
@@ -248,6 +257,7 @@ class TrainConfig:
     dm: StageTrainConfig = field(default_factory=lambda: StageTrainConfig(
         batch_size=5, steps=111600, lr=2e-4, betas=(0.9, 0.99), lr_milestones=(2 / 3, 5 / 6)))
     lfae_loss: LfaeLossConfig = field(default_factory=LfaeLossConfig)
+    lfae_guard: CollapseGuardConfig = field(default_factory=CollapseGuardConfig)
 
 
 # ----------------------------------------------------------------------------- sampling
@@ -335,6 +345,10 @@ class LFDMConfig:
             if len(ramp) != 2 or not 0 <= ramp[0] <= ramp[1] <= 1:
                 raise ConfigError(f"train.lfae_loss.{name}={list(ramp)}: expected [start, end] "
                                   "fractions of stage 1's steps with 0 <= start <= end <= 1")
+        guard = self.train.lfae_guard
+        if len(guard.window) != 2 or not 0 <= guard.window[0] <= guard.window[1] <= 1 or guard.min_flow_px < 0:
+            raise ConfigError(f"train.lfae_guard: window={list(guard.window)} must be [start, end] fractions of "
+                              f"stage 1's steps (0 <= start <= end <= 1) and min_flow_px={guard.min_flow_px} >= 0")
         if self.train.lfae_loss.equivariance_scale < 0:
             raise ConfigError(f"train.lfae_loss.equivariance_scale={self.train.lfae_loss.equivariance_scale}: "
                               "a largest |log scale|, >= 0")

@@ -74,9 +74,10 @@ class Timer:
     def stage(self, name: str, skip: bool, run: Callable[[], object], log: Callable[[str], None]):
         start = time.time()
         log(f"\n=== {name}{' (reused)' if skip else ''} ===")
-        result = None if skip else run()
-        self.timings[name] = time.time() - start
-        return result
+        try:
+            return None if skip else run()
+        finally:                                            # a stage that raised took its time as well
+            self.timings[name] = time.time() - start
 
 
 def run_demo(out: str, size: str = "demo", log: Callable[[str], None] = print, seed: int = 0) -> str:
@@ -94,6 +95,7 @@ def run_demo(out: str, size: str = "demo", log: Callable[[str], None] = print, s
     from ray_jobs import evaluate, generate, precompute_flows, train_dm, train_lfae
     from ray_jobs.common import EvaluateJob, FlowsJob, GenerateJob, TrainJob, init_ray
     from ray_jobs.report import example_strips, loss_curve_png, write_html
+    from ray_jobs.stage1_attempts import train_until_healthy
 
     demo = SIZES[size]
     # Stage 2 under bf16 autocast where this CPU has bf16 kernels (1.24x the steps per minute here);
@@ -112,9 +114,9 @@ def run_demo(out: str, size: str = "demo", log: Callable[[str], None] = print, s
     init_ray(None)
     train = TrainJob(preset=demo.preset, overrides=overrides, output=out, num_workers=demo.num_workers,
                      resources_per_worker={"CPU": 1.0}, max_failures=1)
-    lfae_job = dataclasses.replace(train, name="lfae", data=manifest)
-    timer.stage("stage 1: latent flow auto-encoder on Ray Train", checkpoint_exists(lfae_job.model_uri),
-                lambda: train_lfae.run(lfae_job, log), log)
+    lfae_job = train_until_healthy(dataclasses.replace(train, name="lfae", data=manifest),
+                                   lambda job: train_lfae.run(job, log),
+                                   lambda title, skip, run: timer.stage(title, skip, run, log), log)
     stage1_uri = os.path.join(out, "stage1_quality.json")
     timer.stage("stage 1 per class: reconstruction and flow vs the true motion", storage.exists(stage1_uri),
                 lambda: storage.write_text(stage1_uri, json.dumps(stage1_quality(lfae_job.model_uri, manifest),
@@ -167,6 +169,7 @@ def run_demo(out: str, size: str = "demo", log: Callable[[str], None] = print, s
                    "condition_accuracy_per_class": results.get("condition_accuracy_per_class"),
                    "fvd_interval": results.get("fvd_interval"), "timings": timer.timings, "size": size,
                    "calibration": results.get("calibration"), "stage1_collapsed": collapsed,
+                   "stage1_run": lfae_job.name,
                    "stage1_relative_to_copy_per_class": {k: v["relative_to_copy"] for k, v in
                                                          stage1["reconstruction"]["per_class"].items()},
                    "stage1_flow_magnitude_ratio_per_class": {k: v["magnitude_ratio"] for k, v in
@@ -179,7 +182,8 @@ def run_demo(out: str, size: str = "demo", log: Callable[[str], None] = print, s
         storage.write_text(os.path.join(out, "results.json"), json.dumps(summary, indent=2))
         config = {"size": size, "preset": demo.preset, "overrides": overrides,
                   "synthetic": dataclasses.asdict(spec), "seed": seed, "generation": dataclasses.asdict(gen_job.generation),
-                  "workers": demo.num_workers}
+                  "workers": demo.num_workers,
+                  "stage1_run": {"name": lfae_job.name, "seed": lfae_job.model_config().train.lfae.seed}}
         return write_html(out, results, examples, timer.timings, config,
                           results.get("condition_accuracy_per_class") or {}, stage1,
                           COLLAPSE_WARNING if collapsed else None, prompts, shapes)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 
+from lfdm.training.collapse_guard import TrainingStopped, stopped_reason
 from lfdm.training.lfae_stage import build_lfae_stage
 from ray_jobs.common import TrainJob, job_argparser, load_job_config
 from ray_jobs.train_common import fit
@@ -16,7 +17,11 @@ def build_stage(cfg, job: TrainJob, device, extra):
 
 
 def run(job: TrainJob, log=print) -> str:
+    """-> the exported model's uri; raises TrainingStopped when stage 1's guard stopped the run (no model)."""
     result = fit(job.require("data"), build_stage, "lfae")
+    stopped = stopped_reason(job.run_uri)
+    if stopped is not None:
+        raise TrainingStopped(stopped)
     log(f"stage 1 finished: {result.metrics}")
     return job.model_uri
 

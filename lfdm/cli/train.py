@@ -56,8 +56,12 @@ def _config(args):
 
 def _run(stage, args, device) -> str:
     """Stage 1 or 2 on this machine: step checkpoints, metrics and samples in OUT/train, the model in OUT."""
+    from lfdm.cli import CommandError
     from lfdm.io import storage
     from lfdm.training.run import LocalHooks, run_stage
-    run_stage(stage, LocalHooks(device), storage.join(args.out, "train"), args.out,
-              max_seconds=None if args.max_minutes is None else 60 * args.max_minutes)
+    result = run_stage(stage, LocalHooks(device), storage.join(args.out, "train"), args.out,
+                       max_seconds=None if args.max_minutes is None else 60 * args.max_minutes)
+    if "stopped" in result:
+        raise CommandError(f"{result['stopped']}. No model was exported; train again with another "
+                           "train.lfae.seed (and another --out)")
     return args.out

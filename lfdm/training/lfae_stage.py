@@ -12,6 +12,7 @@ from lfdm.data.manifest import read_manifest
 from lfdm.io.images import grid, save_png
 from lfdm.io.seeding import seeded
 from lfdm.models.autoencoder import LatentFlowAutoencoder
+from lfdm.training.collapse_guard import collapse_check
 from lfdm.training.lfae_objective import LfaeObjective, lfae_loss
 from lfdm.training.optim import build_optimizer, build_scheduler
 from lfdm.training.perceptual import FALLBACK_WARNING
@@ -49,7 +50,8 @@ def build_lfae_stage(cfg: LFDMConfig, manifest_uri: str, device: torch.device, *
     return Stage("lfae", cfg, objective, state, FramePairDataset(records, cfg.data, augment=True, seed=sc.seed),
                  len(records), lfae_loss, "lfae", step_tensors, restore, export, sample,
                  provenance={"stage": "lfae", "manifest": manifest_uri, "init": init, "decoder_only": decoder_only},
-                 notices=notices, before_step=lambda step: objective.set_progress(step / sc.steps))
+                 notices=notices, before_step=lambda step: objective.set_progress(step / sc.steps),
+                 health=None if decoder_only else collapse_check(cfg.train.lfae_guard, sc.steps))
 
 
 def save_lfae_samples(objective: LfaeObjective, batch: dict, uri: str, count: int = 4) -> None:

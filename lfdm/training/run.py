@@ -27,6 +27,7 @@ from lfdm import checkpoint as ckpt
 from lfdm.io import storage
 from lfdm.io.seeding import derive_seed
 from lfdm.training.batching import step_batches
+from lfdm.training.collapse_guard import STOPPED, stopped_reason, write_stopped
 from lfdm.training.stage import Stage
 from lfdm.training.steps import split_batch, train_step
 
@@ -127,11 +128,17 @@ def mean_over_workers(metrics: Dict[str, float], device: torch.device) -> Dict[s
 
 def run_stage(stage: Stage, hooks: LocalHooks, run_uri: str, export_uri: str, *, max_seconds: Optional[float] = None,
               provenance: Optional[dict] = None, log: Callable[[str], None] = print) -> dict:
-    """Train ``stage`` to ``train.<stage>.steps`` (or for ``max_seconds``), then export; returns the last metrics."""
+    """Train ``stage`` to ``train.<stage>.steps`` (or for ``max_seconds``), then export; returns the last metrics.
+    When the stage's ``health`` check stops it (lfdm.training.collapse_guard) nothing is exported and the metrics
+    carry "stopped": why; a stopped run is not resumed."""
     sc, state, lead = stage.train, stage.state, hooks.rank == 0
     say = log if lead else (lambda _: None)
     for notice in stage.notices:
         say(notice)
+    stopped = stopped_reason(run_uri)
+    if stopped is not None:
+        say(f"{run_uri} was stopped by its guard and is not resumed (remove its {STOPPED} to train it on): {stopped}")
+        return {"stopped": stopped}
     with hooks.resume(run_uri) as folder:                                 # touch point 1: resume
         if folder is not None:
             stage.restore(ckpt.read_checkpoint(folder))
@@ -150,6 +157,7 @@ def run_stage(stage: Stage, hooks: LocalHooks, run_uri: str, export_uri: str, *,
         raise ValueError(f"global batch {sc.batch_size} does not split over {hooks.world_size} workers "
                          f"x {sc.grad_accum} micro-batches")
     last: dict = {}
+    logged: List[dict] = []
     for batch, metrics, save, out_of_time in _steps(stage, hooks, max_seconds):
         step = state.step
         if metrics is not None:                                           # every logged step, and every save
@@ -160,6 +168,15 @@ def run_stage(stage: Stage, hooks: LocalHooks, run_uri: str, export_uri: str, *,
                 metrics_log.flush()
             hooks.report(metrics, run_uri, step, write_checkpoint if save else None,  # touch point 3: report
                          sc.keep_checkpoints)
+            logged.append(metrics)
+            # every worker holds the same averaged metrics, so all of them stop at the same step
+            stopped = stage.health(logged) if stage.health is not None else None
+            if stopped is not None:
+                say(stopped)
+                metrics_log.flush()
+                if lead:
+                    write_stopped(run_uri, step, stopped)
+                return {**last, "stopped": stopped}
         if lead and stage.sample is not None and sc.sample_every and step % sc.sample_every == 0:
             stage.sample(batch, storage.join(run_uri, "samples", f"{step_dir_name(step)}.png"))
         if out_of_time:

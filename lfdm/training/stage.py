@@ -7,7 +7,7 @@ the stage's weights go into a step checkpoint, come back from one, and leave as 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, List, Optional
 
 import torch
 from torch import nn
@@ -36,6 +36,7 @@ class Stage:
     provenance: dict = field(default_factory=dict)                 # recorded in every checkpoint's extra
     notices: tuple = ()                                            # said once when training starts
     before_step: Optional[Callable[[int], None]] = None           # told the step number before each step
+    health: Optional[Callable[[List[dict]], Optional[str]]] = None  # logged metrics -> why to stop, or None
 
     @property
     def train(self) -> StageTrainConfig:
