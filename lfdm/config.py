@@ -220,6 +220,11 @@ class LfaeLossConfig:
     # Where the warp loss compares: "flow" (the source and driving frames area-resized to the flow's size) or
     # "image" (the flow resized to the frames'), where a turned or moved object's outline is still sharp.
     warp_resolution: str = "flow"
+    # (start, end) fractions of stage 1's steps over which the decoder comes to see the occlusion map: before start
+    # it sees every pixel as visible (the map has no effect), then 1 - r (1 - occlusion) with r growing linearly to
+    # 1 at end. (0, 0): the map from the first step, as the paper. The occlusion map is the decoder's other view of
+    # the driving frame; while the flow is still near zero it lets stage 1 settle on a zero flow.
+    occlusion_ramp: Tuple[float, float] = (0.0, 0.0)
 
 
 @dataclass(frozen=True)
@@ -340,7 +345,7 @@ class LFDMConfig:
             raise ConfigError("sample.prompt_projection reads a prompt as a noisy training condition: it needs the "
                               "model trained with text.condition_noise > 0 (this config has "
                               f"{self.text.condition_noise})")
-        for name in ("equivariance_rotation_ramp", "equivariance_scale_ramp"):
+        for name in ("equivariance_rotation_ramp", "equivariance_scale_ramp", "occlusion_ramp"):
             ramp = getattr(self.train.lfae_loss, name)
             if len(ramp) != 2 or not 0 <= ramp[0] <= ramp[1] <= 1:
                 raise ConfigError(f"train.lfae_loss.{name}={list(ramp)}: expected [start, end] "

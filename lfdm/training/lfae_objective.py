@@ -67,6 +67,11 @@ class LfaeObjective(nn.Module):
                 flow, occlusion, _, _ = model.estimate_flow(source, driving)
             prediction = model.decode(skips, source, flow, occlusion)
             out = {"prediction": prediction, "flow": flow, "occlusion": occlusion}
+        elif self.ramped(cfg.occlusion_ramp) < 1.0:
+            flow, occlusion, source_regions, driving_regions = model.estimate_flow(source, driving)
+            shown = 1 - self.ramped(cfg.occlusion_ramp) * (1 - occlusion)   # 1 (all visible) before the ramp
+            out = {"prediction": model.decode(model.encode(source), source, flow, shown), "flow": flow,
+                   "occlusion": occlusion, "driving_regions": driving_regions}
         else:
             out = model(source, driving)
         losses = {"reconstruction": self.reconstruction(out["prediction"], driving)}

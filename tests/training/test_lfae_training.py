@@ -313,3 +313,34 @@ def test_equivariance_scale_ramps_and_draws_isotropic_zooms_in_range():
         get_preset("tiny", {"train.lfae_loss.equivariance_scale": -0.1})
     with pytest.raises(ConfigError, match="equivariance_scale_ramp"):
         get_preset("tiny", {"train.lfae_loss.equivariance_scale_ramp": (0.6, 0.2)})
+
+
+def test_occlusion_ramp_hides_the_occlusion_map_from_the_decoder_until_it_starts():
+    torch.manual_seed(0)
+    cfg = get_preset("tiny", {"train.lfae_loss.occlusion_ramp": (0.25, 0.75)})
+    objective = LfaeObjective(LatentFlowAutoencoder(cfg.autoencoder), cfg.train.lfae_loss).eval()
+    model, batch = objective.model, tiny_batch()
+    head = list(model.flow_predictor.occlusion.parameters())
+    with torch.no_grad():
+        skips = model.encode(batch["source"])
+        flow, occlusion, _, _ = model.estimate_flow(batch["source"], batch["driving"])
+    assert occlusion.min() < 0.999                                       # the map would change the frame
+
+    def prediction_and_head_grads(progress):
+        objective.set_progress(progress)
+        out = objective(*batch.values())
+        grads = torch.autograd.grad(out["reconstruction"], head, allow_unused=True)
+        return out["prediction"].detach(), grads
+    before, grads = prediction_and_head_grads(0.2)
+    torch.testing.assert_close(before, model.decode(skips, batch["source"], flow, torch.ones_like(occlusion)))
+    assert all(g is None or g.abs().sum() == 0 for g in grads)           # nothing trains the map's head yet
+    halfway, _ = prediction_and_head_grads(0.5)
+    torch.testing.assert_close(halfway, model.decode(skips, batch["source"], flow, 1 - 0.5 * (1 - occlusion)))
+    after, grads = prediction_and_head_grads(0.8)
+    with torch.no_grad():
+        torch.testing.assert_close(after, model(batch["source"], batch["driving"])["prediction"])
+    assert all(g is not None and g.abs().sum() > 0 for g in grads)
+    for preset in ("mug128", "mhad128", "natops128"):                   # the paper's: the map from the first step
+        assert get_preset(preset).train.lfae_loss.occlusion_ramp == (0.0, 0.0)
+    with pytest.raises(ConfigError, match="occlusion_ramp"):
+        get_preset("tiny", {"train.lfae_loss.occlusion_ramp": (0.6, 0.2)})
