@@ -346,15 +346,15 @@ class LFDMConfig:
             raise ConfigError("sample.prompt_projection reads a prompt as a noisy training condition: it needs the "
                               "model trained with text.condition_noise > 0 (this config has "
                               f"{self.text.condition_noise})")
-        for name in ("equivariance_rotation_ramp", "equivariance_scale_ramp", "occlusion_ramp"):
-            ramp = getattr(self.train.lfae_loss, name)
-            if len(ramp) != 2 or not 0 <= ramp[0] <= ramp[1] <= 1:
-                raise ConfigError(f"train.lfae_loss.{name}={list(ramp)}: expected [start, end] "
+        loss, guard = self.train.lfae_loss, self.train.lfae_guard
+        spans = {f"train.lfae_loss.{name}": getattr(loss, name)
+                 for name in ("equivariance_rotation_ramp", "equivariance_scale_ramp", "occlusion_ramp")}
+        for key, span in {**spans, "train.lfae_guard.window": guard.window}.items():
+            if len(span) != 2 or not 0 <= span[0] <= span[1] <= 1:
+                raise ConfigError(f"{key}={list(span)}: expected [start, end] "
                                   "fractions of stage 1's steps with 0 <= start <= end <= 1")
-        guard = self.train.lfae_guard
-        if len(guard.window) != 2 or not 0 <= guard.window[0] <= guard.window[1] <= 1 or guard.min_flow_px < 0:
-            raise ConfigError(f"train.lfae_guard: window={list(guard.window)} must be [start, end] fractions of "
-                              f"stage 1's steps (0 <= start <= end <= 1) and min_flow_px={guard.min_flow_px} >= 0")
+        if guard.min_flow_px < 0:
+            raise ConfigError(f"train.lfae_guard.min_flow_px={guard.min_flow_px}: a floor in pixels, >= 0")
         if self.train.lfae_loss.equivariance_scale < 0:
             raise ConfigError(f"train.lfae_loss.equivariance_scale={self.train.lfae_loss.equivariance_scale}: "
                               "a largest |log scale|, >= 0")

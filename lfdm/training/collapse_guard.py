@@ -27,12 +27,11 @@ def collapse_check(guard: CollapseGuardConfig, steps: int) -> Optional[Check]:
     if not guard.min_flow_px:
         return None
     start, end = (int(round(f * steps)) for f in guard.window)
-    checked = []
 
     def check(logged: List[dict]) -> Optional[str]:
-        if checked or not logged or logged[-1]["step"] < end:
+        # once: at the first logged step at or after the window's end (the one before it is still inside)
+        if not logged or logged[-1]["step"] < end or (len(logged) > 1 and logged[-2]["step"] >= end):
             return None
-        checked.append(True)                           # once: at the first logged step at or after the window's end
         values = [m["flow_px"] for m in logged if start <= m["step"] <= end and "flow_px" in m]
         if not values:                                 # resumed past the window: nothing of it was seen here
             return None
